@@ -1,0 +1,39 @@
+# emoclip: `make train` runs the default study, `make test` the tests; both install first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.DEFAULT_GOAL := help
+.PHONY: help install train test test-fast lint format clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-10s %s\n", $$1, $$2}'
+
+install: $(STAMP) ## make .venv and install emoclip with its test extras
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install -e ".[test]"
+	touch $(STAMP)
+
+train: $(STAMP) ## run the default study (CLIP fusion, tiny CLIP, synthetic data); ARGS= adds overrides
+	$(BIN)/emoclip-train $(ARGS)
+
+test: $(STAMP) ## run the tests (CPU, a few minutes)
+	$(BIN)/pytest $(ARGS)
+
+test-fast: $(STAMP) ## the tests without the slow ones
+	$(BIN)/pytest -m "not slow" $(ARGS)
+
+lint: $(STAMP) ## ruff lint and format check
+	$(BIN)/ruff check emoclip tests
+	$(BIN)/ruff format --check emoclip tests
+
+format: $(STAMP) ## apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix emoclip tests
+	$(BIN)/ruff format emoclip tests
+
+clean: ## remove run folders and caches (keeps .venv)
+	rm -rf outputs/*/ .pytest_cache .ruff_cache

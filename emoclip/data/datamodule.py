@@ -1,0 +1,204 @@
+"""The LightningDataModule every study uses: records in, one batch contract out.
+
+A batch is a dict with `labels` and whichever of `input_ids` + `attention_mask` (text) and
+`pixel_values` (image) the study's modalities provide, plus `index` (position in its split).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Sequence
+
+import lightning as L
+import torch
+from torch.nn.utils.rnn import pad_sequence
+from torch.utils.data import DataLoader, Dataset
+
+from emoclip.data.images import augment, load_pixels, normalization_stats, normalize
+from emoclip.data.labels import LabelSpace
+from emoclip.data.records import SPLITS, Record
+from emoclip.data.splits import check_splits, split_ids
+from emoclip.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+MODALITIES = ("text", "image")
+
+
+class EncodedSplit(Dataset):
+    """One split, preprocessed once: label indices, uint8 pixels and token ids in memory."""
+
+    def __init__(
+        self,
+        labels: torch.Tensor,
+        pixels: torch.Tensor | None,
+        input_ids: list[torch.Tensor] | None,
+    ):
+        self.labels, self.pixels, self.input_ids = labels, pixels, input_ids
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> dict:
+        item = {"index": i, "labels": self.labels[i]}
+        if self.pixels is not None:
+            item["pixels"] = self.pixels[i]
+        if self.input_ids is not None:
+            item["input_ids"] = self.input_ids[i]
+        return item
+
+
+class Collate:
+    def __init__(self, pad_token_id: int):
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, items: list[dict]) -> dict:
+        batch = {
+            "index": torch.tensor([it["index"] for it in items]),
+            "labels": torch.stack([it["labels"] for it in items]),
+        }
+        if "pixels" in items[0]:
+            batch["pixels"] = torch.stack([it["pixels"] for it in items])
+        if "input_ids" in items[0]:
+            ids = [it["input_ids"] for it in items]
+            batch["input_ids"] = pad_sequence(
+                ids, batch_first=True, padding_value=self.pad_token_id
+            )
+            lengths = torch.tensor([len(t) for t in ids])
+            batch["attention_mask"] = (
+                torch.arange(batch["input_ids"].shape[1])[None, :] < lengths[:, None]
+            ).long()
+        return batch
+
+
+class EmotionDataModule(L.LightningDataModule):
+    def __init__(
+        self,
+        dataset,
+        classes: Sequence[str],
+        modalities: Sequence[str] = MODALITIES,
+        name: str = "data",
+        batch_size: int = 32,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        image_size: int | None = None,
+        normalization: str = "half",
+        augment: dict | None = None,
+    ):
+        super().__init__()
+        unknown = set(modalities) - set(MODALITIES)
+        if unknown or not modalities:
+            raise ConfigError(
+                f"data.modalities={list(modalities)} is not valid; expected a non-empty subset "
+                f"of {list(MODALITIES)}"
+            )
+        if "image" in modalities and not image_size:
+            raise ConfigError("data.image_size must be set for a study that uses images")
+        if batch_size < 1:
+            raise ConfigError(f"data.batch_size must be at least 1, got {batch_size}")
+        self.dataset = dataset
+        self.label_space = LabelSpace(classes)
+        self.modalities = tuple(modalities)
+        self.name = name
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.image_size = image_size
+        self.mean, self.std = normalization_stats(normalization)
+        self.augment = dict(augment or {})
+        self.tokenizer = None
+        self.records: dict[str, list[Record]] | None = None
+        self.encoded: dict[str, EncodedSplit] = {}
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.label_space.classes
+
+    def load_records(self) -> dict[str, list[Record]]:
+        """Read the source once, keep the study's classes, check every split has each class."""
+        if self.records is not None:
+            return self.records
+        splits = self.dataset.splits()
+        self.records = {}
+        for split in SPLITS:
+            kept = [r for r in splits[split] if r.label in self.label_space]
+            dropped = Counter(r.label for r in splits[split] if r.label not in self.label_space)
+            if dropped:
+                log.info("%s/%s: dropped %s (not in data.classes)", self.name, split, dict(dropped))
+            self._check_modalities(kept, split)
+            self.records[split] = kept
+        check_splits(self.records, self.label_space)
+        self._warn_small_train()
+        return self.records
+
+    def _check_modalities(self, records: list[Record], split: str) -> None:
+        for r in records:
+            if "text" in self.modalities and r.text is None:
+                raise DataError(f"{r.origin or r.id} has no text, but the study uses text")
+            if "image" in self.modalities and r.image is None:
+                raise DataError(f"{r.origin or r.id} has no image, but the study uses images")
+
+    def _warn_small_train(self) -> None:
+        if len(self.records["train"]) < self.batch_size:
+            log.warning(
+                "data.batch_size=%d is larger than the %d training examples",
+                self.batch_size,
+                len(self.records["train"]),
+            )
+
+    def train_texts(self) -> list[str]:
+        return [r.text for r in self.load_records()["train"] if r.text is not None]
+
+    def split_ids(self) -> dict[str, list[str]]:
+        return split_ids(self.load_records())
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.encoded:
+            return
+        if "text" in self.modalities and self.tokenizer is None:
+            raise RuntimeError("set datamodule.tokenizer before setup for a study that uses text")
+        for split, records in self.load_records().items():
+            self.encoded[split] = self._encode(records)
+
+    def _encode(self, records: list[Record]) -> EncodedSplit:
+        labels = torch.tensor([self.label_space.index(r.label) for r in records], dtype=torch.long)
+        pixels = input_ids = None
+        if "image" in self.modalities:
+            pixels = torch.stack(
+                [load_pixels(r.image, self.image_size, r.origin or r.id) for r in records]
+            )
+        if "text" in self.modalities:
+            encoded = self.tokenizer([r.text for r in records], truncation=True)["input_ids"]
+            input_ids = [torch.tensor(ids, dtype=torch.long) for ids in encoded]
+        return EncodedSplit(labels, pixels, input_ids)
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        pad = self.tokenizer.pad_token_id if self.tokenizer is not None else 0
+        return DataLoader(
+            self.encoded[split],
+            batch_size=self.batch_size if split == "train" else self.eval_batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=self.pin_memory,
+            collate_fn=Collate(pad),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        if "pixels" in batch:
+            x = normalize(batch.pop("pixels"), self.mean, self.std)
+            if self.trainer is not None and self.trainer.training and self.augment:
+                x = augment(x, **self.augment)
+            batch["pixel_values"] = x
+        return batch

@@ -1,0 +1,106 @@
+"""Image preprocessing: decode and resize once (to uint8), normalise and augment per batch.
+
+Decoding, conversion to 3 channels and resizing happen once per example when a study is set
+up; what stays in memory is a uint8 tensor. Normalisation and augmentation (random rotation
+and horizontal flip) run on whole batches with torch, on whichever device the batch is on.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps, UnidentifiedImageError
+from transformers.utils.constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
+
+from emoclip.errors import ConfigError, DataError
+
+NORMALIZATIONS = {
+    "half": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),  # the report's choice
+    "clip": (tuple(OPENAI_CLIP_MEAN), tuple(OPENAI_CLIP_STD)),  # CLIP's pretraining statistics
+}
+
+
+def normalization_stats(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    if name not in NORMALIZATIONS:
+        raise ConfigError(
+            f"data.normalization={name!r} is not known; expected one of {sorted(NORMALIZATIONS)}"
+        )
+    return NORMALIZATIONS[name]
+
+
+def open_image(source: Path | np.ndarray, origin: str = "") -> Image.Image:
+    """A PIL image from a file or an in-memory array; a file PIL can't read names itself."""
+    if isinstance(source, np.ndarray):
+        return Image.fromarray(source)
+    try:
+        with Image.open(source) as img:
+            img.load()
+            return ImageOps.exif_transpose(img)
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as err:
+        where = f" ({origin})" if origin and origin != str(source) else ""
+        raise DataError(f"cannot read image {source}{where}: {err}") from err
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16/32-bit greyscale: scale to 8 bits rather than letting PIL clip at 255.
+        arr = np.asarray(img, dtype=np.float64)
+        top = arr.max() if arr.size and arr.max() > 0 else 1.0
+        img = Image.fromarray((arr * (255.0 / top)).astype(np.uint8))
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        img = img.convert("RGBA")
+        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, img)
+    return img.convert("RGB")
+
+
+def resize_square(img: Image.Image, size: int) -> Image.Image:
+    """Resize the shorter side to `size`, then centre-crop, as CLIP's own processor does."""
+    w, h = img.size
+    scale = size / min(w, h)
+    new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
+    img = img.resize((new_w, new_h), Image.Resampling.BICUBIC)
+    left, top = (new_w - size) // 2, (new_h - size) // 2
+    return img.crop((left, top, left + size, top + size))
+
+
+def load_pixels(source: Path | np.ndarray, size: int, origin: str = "") -> torch.Tensor:
+    """uint8 tensor (3, size, size) for one image."""
+    img = resize_square(to_rgb(open_image(source, origin)), size)
+    return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
+
+
+def normalize(
+    pixels: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]
+) -> torch.Tensor:
+    """uint8 (B, 3, H, W) -> float normalised."""
+    x = pixels.float().div_(255.0)
+    mean_t = torch.tensor(mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+    std_t = torch.tensor(std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+    return (x - mean_t) / std_t
+
+
+def augment(x: torch.Tensor, max_rotation: float = 10.0, hflip_p: float = 0.5) -> torch.Tensor:
+    """Random rotation (uniform in +-max_rotation degrees) and horizontal flip, per example.
+
+    Uses torch's global generator, which `seed_everything` seeds, so runs are repeatable.
+    Pixels rotated in from outside the image take the value 0 (mid-grey after 0.5 norm).
+    """
+    b = x.shape[0]
+    if hflip_p > 0:
+        flip = torch.rand(b, device=x.device) < hflip_p
+        x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+    if max_rotation > 0:
+        angle = (torch.rand(b, device=x.device) * 2 - 1) * math.radians(max_rotation)
+        cos, sin = torch.cos(angle), torch.sin(angle)
+        zero = torch.zeros_like(cos)
+        theta = torch.stack(
+            [torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1
+        )
+        grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return x

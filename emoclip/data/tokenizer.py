@@ -1,0 +1,77 @@
+"""Text tokenizers: a pretrained one by hub id or local folder, or one trained on the study's texts.
+
+A trained tokenizer is word-level and deterministic: the vocabulary is every lower-cased word
+seen at least `min_frequency` times in the training texts, most frequent first. It is wrapped
+as a Hugging Face `PreTrainedTokenizerFast`, so it saves and loads like a hub tokenizer, and its
+JSON travels inside checkpoints so a model evaluates with the tokenizer it was trained with.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+from emoclip.errors import BackboneLoadError
+
+PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
+
+
+def train_word_tokenizer(
+    texts: Iterable[str], vocab_size: int = 8000, min_frequency: int = 1, max_length: int = 77
+) -> PreTrainedTokenizerFast:
+    normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
+    pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()]
+    )
+    counts = Counter(
+        word
+        for text in texts
+        for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text))
+    )
+    ranked = sorted(
+        (w for w, n in counts.items() if n >= min_frequency), key=lambda w: (-counts[w], w)
+    )
+    specials = [PAD, UNK, BOS, EOS]
+    vocab = {tok: i for i, tok in enumerate(specials + ranked[: max(vocab_size - 4, 0)])}
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
+    backend.normalizer = normalizer
+    backend.pre_tokenizer = pre_tokenizer
+    backend.post_processor = processors.TemplateProcessing(
+        single=f"{BOS} $A {EOS}", special_tokens=[(BOS, vocab[BOS]), (EOS, vocab[EOS])]
+    )
+    return _wrap(backend, max_length)
+
+
+def tokenizer_from_json(json_str: str, max_length: int = 77) -> PreTrainedTokenizerFast:
+    return _wrap(Tokenizer.from_str(json_str), max_length)
+
+
+def tokenizer_to_json(tokenizer: PreTrainedTokenizerFast) -> str:
+    return tokenizer.backend_tokenizer.to_str()
+
+
+def _wrap(backend: Tokenizer, max_length: int) -> PreTrainedTokenizerFast:
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        pad_token=PAD,
+        unk_token=UNK,
+        bos_token=BOS,
+        eos_token=EOS,
+        model_max_length=max_length,
+    )
+
+
+def load_pretrained_tokenizer(name_or_path: str):
+    """The tokenizer saved with a model: a hub id or a local folder, the same call."""
+    try:
+        return AutoTokenizer.from_pretrained(name_or_path)
+    except (OSError, ValueError) as err:
+        raise BackboneLoadError(
+            f"could not load the tokenizer of {name_or_path!r}: {err}\n"
+            "Point the model at a local folder made with save_pretrained "
+            f"(model.backbone.name_or_path=/path/to/folder), or download {name_or_path!r} "
+            "into the Hugging Face cache on a machine with internet (HF_HOME sets its place)."
+        ) from err

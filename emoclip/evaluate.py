@@ -1,0 +1,58 @@
+"""Evaluate a checkpoint on the test split of the study it was trained on:
+`python -m emoclip.evaluate ckpt_path=PATH` or `emoclip-eval ckpt_path=PATH`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import hydra
+import lightning as L
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from emoclip.errors import ConfigError, EmoclipError
+from emoclip.run_folder import summary, write_results
+from emoclip.study import build_study, build_trainer, config_dir
+
+log = logging.getLogger(__name__)
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"ckpt_path={str(path)!r} is not a file")
+    # weights_only: a checkpoint is data; never run pickled code from it.
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    if "emoclip" not in checkpoint or "hyper_parameters" not in checkpoint:
+        raise ConfigError(f"{path} is not an emoclip checkpoint (no study config inside)")
+    return checkpoint
+
+
+def evaluate(cfg: DictConfig) -> dict:
+    checkpoint = load_checkpoint(cfg.ckpt_path)
+    study_cfg = OmegaConf.create(checkpoint["hyper_parameters"])
+    study_cfg.merge_with_dotlist(list(cfg.get("study_overrides") or []))
+    L.seed_everything(study_cfg.seed, workers=True)
+    study = build_study(study_cfg, saved_tokenizer=checkpoint["emoclip"].get("tokenizer"))
+    study.module.load_state_dict(checkpoint["state_dict"])
+    trainer = build_trainer(cfg, with_callbacks=False, with_loggers=False)
+    trainer.test(study.module, datamodule=study.datamodule, verbose=False)
+    run_dir = Path(cfg.paths.output_dir)
+    metrics = write_results(run_dir, study.datamodule.classes, study.module.results)
+    print(summary(run_dir, metrics), flush=True)
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="eval")
+def main(cfg: DictConfig) -> None:
+    try:
+        evaluate(cfg)
+    except EmoclipError as err:
+        log.error("%s", err)
+        raise SystemExit(f"emoclip: {err}") from None
+
+
+if __name__ == "__main__":
+    main()

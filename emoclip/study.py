@@ -1,0 +1,105 @@
+"""Turn a composed config into the pieces of a run: DataModule, LightningModule, Trainer.
+
+Shared by training and evaluation, so a checkpoint's study is rebuilt exactly as it was trained.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from emoclip.data.datamodule import EmotionDataModule
+from emoclip.data.tokenizer import (
+    load_pretrained_tokenizer,
+    tokenizer_from_json,
+    tokenizer_to_json,
+    train_word_tokenizer,
+)
+from emoclip.errors import ConfigError
+from emoclip.models.module import EmotionClassifier
+from emoclip.models.task import TaskSpec
+
+
+def config_dir() -> str:
+    """conf/ beside the package in a source checkout, emoclip/conf inside an installed wheel."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "conf", here.parent / "conf"):
+        if (candidate / "train.yaml").is_file():
+            return str(candidate)
+    raise FileNotFoundError(f"no Hydra config folder (conf/train.yaml) next to {here}")
+
+
+@dataclass
+class Study:
+    datamodule: EmotionDataModule
+    module: EmotionClassifier
+
+
+def build_tokenizer(spec: DictConfig | None, datamodule: EmotionDataModule, saved: str | None):
+    if "text" not in datamodule.modalities:
+        return None
+    if spec is None:
+        raise ConfigError("the study uses text but model.tokenizer is not set")
+    if saved is not None:
+        return tokenizer_from_json(saved, spec.max_length)
+    if spec.get("name_or_path"):
+        return load_pretrained_tokenizer(spec.name_or_path)
+    return train_word_tokenizer(
+        datamodule.train_texts(),
+        vocab_size=spec.vocab_size,
+        min_frequency=spec.get("min_frequency", 1),
+        max_length=spec.max_length,
+    )
+
+
+def build_study(cfg: DictConfig, saved_tokenizer: str | None = None) -> Study:
+    datamodule: EmotionDataModule = instantiate(cfg.data)
+    network_modalities = set(cfg.model.modalities)
+    if not set(datamodule.modalities) <= network_modalities:
+        raise ConfigError(
+            f"data.modalities={list(datamodule.modalities)} but model={cfg.model.name} "
+            f"takes only {sorted(network_modalities)}"
+        )
+    datamodule.load_records()
+    tokenizer = build_tokenizer(cfg.model.get("tokenizer"), datamodule, saved_tokenizer)
+    datamodule.tokenizer = tokenizer
+    task = TaskSpec(
+        classes=datamodule.classes,
+        vocab_size=len(tokenizer) if tokenizer is not None else 0,
+        pad_token_id=tokenizer.pad_token_id if tokenizer is not None else 0,
+        bos_token_id=tokenizer.bos_token_id if tokenizer is not None else None,
+        eos_token_id=tokenizer.eos_token_id if tokenizer is not None else None,
+        max_text_length=cfg.model.tokenizer.max_length if tokenizer is not None else 77,
+    )
+    # Called, not passed to instantiate: Hydra would turn the dataclass into a DictConfig.
+    network = instantiate(cfg.model.network, _partial_=True)(task=task)
+    trained_tokenizer = tokenizer is not None and not cfg.model.tokenizer.get("name_or_path")
+    module = EmotionClassifier(
+        network,
+        datamodule.classes,
+        optimizer=instantiate(cfg.model.optimizer),
+        scheduler=instantiate(cfg.model.scheduler) if cfg.model.get("scheduler") else None,
+        backbone_lr=cfg.model.get("backbone_lr"),
+        label_smoothing=cfg.model.get("label_smoothing", 0.0),
+        hparams=OmegaConf.to_container(cfg, resolve=True),
+        extra_checkpoint_state={
+            "tokenizer": tokenizer_to_json(tokenizer) if trained_tokenizer else None
+        },
+    )
+    return Study(datamodule, module)
+
+
+def build_trainer(
+    cfg: DictConfig, with_callbacks: bool = True, with_loggers: bool = True
+) -> L.Trainer:
+    callbacks = []
+    if with_callbacks and cfg.get("callbacks"):
+        callbacks = [instantiate(c) for c in cfg.callbacks.values() if c and "_target_" in c]
+    loggers = []
+    if with_loggers and cfg.get("logger"):
+        loggers = [instantiate(lg) for lg in cfg.logger.values() if lg and "_target_" in lg]
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)

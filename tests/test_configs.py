@@ -1,0 +1,47 @@
+"""Every config in conf/ composes, and every value resolves."""
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from emoclip.study import config_dir
+from tests.conftest import compose_train
+
+CONF = Path(config_dir())
+GROUPS = {
+    group: sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+    for group in ("data", "model", "trainer", "callbacks", "logger", "debug", "experiment")
+}
+OPTIONS = [(group, name) for group, names in GROUPS.items() for name in names]
+OPTIONS += [("model/backbone", p.stem) for p in (CONF / "model" / "backbone").glob("*.yaml")]
+
+
+@pytest.mark.parametrize(("group", "name"), OPTIONS, ids=[f"{g}={n}" for g, n in OPTIONS])
+def test_option_composes_and_resolves(group, name, tmp_path):
+    if group == "model" and name == "default":
+        pytest.skip("model/default is the shared base of the model files, not a model")
+    cfg = compose_train([f"{group}={name}"], tmp_path)
+    container = OmegaConf.to_container(cfg, resolve=True)
+    assert container["paths"]["output_dir"] == str(tmp_path)
+    assert container["model"]["name"]
+
+
+def test_default_study_is_clip_fusion_with_tiny_clip_on_synthetic(tmp_path):
+    cfg = compose_train([], tmp_path)
+    assert cfg.model.name == "clip_fusion"
+    assert cfg.model.backbone.name_or_path is None  # the config-defined tiny CLIP
+    assert cfg.data.name == "synthetic"
+    assert cfg.trainer.accelerator == "cpu"
+
+
+def test_eval_config_composes():
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose("eval", overrides=["ckpt_path=x.ckpt", "paths.output_dir=/tmp/e"])
+    assert cfg.ckpt_path == "x.ckpt"
+
+
+def test_unknown_key_fails_at_composition(tmp_path):
+    with pytest.raises(Exception, match="no_such_key"):
+        compose_train(["model.no_such_key=1"], tmp_path)
