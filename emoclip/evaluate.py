@@ -12,7 +12,8 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from emoclip.errors import ConfigError, EmoclipError
+from emoclip.cli import run_reporting_errors
+from emoclip.errors import ConfigError
 from emoclip.run_folder import summary, write_results
 from emoclip.study import build_study, build_trainer, config_dir
 
@@ -47,11 +48,7 @@ def evaluate(cfg: DictConfig) -> dict:
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="eval")
 def main(cfg: DictConfig) -> None:
-    try:
-        evaluate(cfg)
-    except EmoclipError as err:
-        log.error("%s", err)
-        raise SystemExit(f"emoclip: {err}") from None
+    run_reporting_errors(lambda: evaluate(cfg))
 
 
 if __name__ == "__main__":

@@ -19,8 +19,9 @@ def write_results(
     """Write metrics.json (flat `stage/metric` keys) and the plots; return the metrics."""
     run_dir.mkdir(parents=True, exist_ok=True)
     metrics: dict = {"classes": list(classes)}
-    for stage in ("val", "test"):
-        metrics.update(results.get(stage, {}))
+    for scope, values in results.items():
+        if scope != "train":  # val, test, and test ablations such as test_text_only
+            metrics.update(values)
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     if split_ids is not None:
         (run_dir / "splits.json").write_text(json.dumps(split_ids, indent=1) + "\n")
@@ -41,7 +42,7 @@ def write_results(
 
 def summary(run_dir: Path, metrics: dict) -> str:
     lines = [f"run folder: {run_dir.resolve()}"]
-    for stage in ("val", "test"):
+    for stage in ("val", "test", "test_text_only", "test_image_only"):
         if f"{stage}/acc" in metrics:
             lines.append(
                 f"{stage}: acc {metrics[f'{stage}/acc']:.4f}  "

@@ -9,7 +9,7 @@ import hydra
 import lightning as L
 from omegaconf import DictConfig
 
-from emoclip.errors import EmoclipError
+from emoclip.cli import run_reporting_errors
 from emoclip.run_folder import summary, write_results
 from emoclip.study import build_study, build_trainer, config_dir
 
@@ -42,11 +42,7 @@ def train(cfg: DictConfig) -> dict:
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    try:
-        metrics = train(cfg)
-    except EmoclipError as err:
-        log.error("%s", err)
-        raise SystemExit(f"emoclip: {err}") from None
+    metrics = run_reporting_errors(lambda: train(cfg))
     return metrics.get(cfg.get("monitor"))
 
 

@@ -8,7 +8,9 @@ from omegaconf import DictConfig
 from emoclip.study import config_dir
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATASETS = Path(os.environ.get("EMOCLIP_SHARED_DATASETS", REPO.parent / "shared" / "datasets"))
+SHARED_DATASETS = Path(
+    os.environ.get("EMOCLIP_SHARED_DATASETS", REPO.parent / "shared" / "datasets")
+)
 
 # A small synthetic study: enough examples to learn from, quick on two CPU cores.
 SMALL_DATA = [

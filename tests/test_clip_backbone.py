@@ -14,8 +14,19 @@ from tests.conftest import QUIET, compose_train
 
 GEOMETRY = {
     "projection_dim": 32,
-    "text": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2},
-    "vision": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2, "patch_size": 8},
+    "text": {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+    },
+    "vision": {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "patch_size": 8,
+    },
 }
 
 
@@ -24,7 +35,9 @@ def saved_tiny_clip(tmp_path):
     """A tiny random CLIP and its tokenizer, saved as a hub model would be."""
     from emoclip.data.synthetic import SyntheticEmotions
 
-    texts = [r.text for r in SyntheticEmotions(train_size=200, val_size=7, test_size=7).splits()["train"]]
+    texts = [
+        r.text for r in SyntheticEmotions(train_size=200, val_size=7, test_size=7).splits()["train"]
+    ]
     tokenizer = train_word_tokenizer(texts, max_length=77)
     task = TaskSpec(
         classes=("a", "b"),
@@ -43,13 +56,20 @@ def saved_tiny_clip(tmp_path):
 def test_saved_tiny_clip_loads_back_identically(saved_tiny_clip):
     folder, original = saved_tiny_clip
     loaded = load_clip(str(folder), None, 32, TaskSpec(classes=("a", "b")))
-    for (name, a), (_, b) in zip(original.state_dict().items(), loaded.state_dict().items(), strict=True):
+    for (name, a), (_, b) in zip(
+        original.state_dict().items(), loaded.state_dict().items(), strict=True
+    ):
         assert torch.equal(a, b), name
 
 
 def test_study_uses_the_saved_folder_for_weights_and_tokenizer(saved_tiny_clip, tmp_path):
     folder, original = saved_tiny_clip
-    overrides = [f"model.backbone.name_or_path={folder}", "model.backbone.image_size=32", "debug=fdr", *QUIET]
+    overrides = [
+        f"model.backbone.name_or_path={folder}",
+        "model.backbone.image_size=32",
+        "debug=fdr",
+        *QUIET,
+    ]
     cfg = compose_train(overrides, tmp_path / "run")
     study = build_study(cfg)
     assert torch.equal(

@@ -63,7 +63,9 @@ def test_train_then_eval_writes_the_run_folder(tmp_path):
     trained = json.loads((run_dir / "metrics.json").read_text())
 
     result = run(
-        "emoclip.evaluate", f"ckpt_path={run_dir}/checkpoints/best.ckpt", f"hydra.run.dir={eval_dir}"
+        "emoclip.evaluate",
+        f"ckpt_path={run_dir}/checkpoints/best.ckpt",
+        f"hydra.run.dir={eval_dir}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     evaluated = json.loads((eval_dir / "metrics.json").read_text())

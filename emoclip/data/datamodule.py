@@ -11,9 +11,10 @@ from collections import Counter
 from collections.abc import Sequence
 
 import lightning as L
+import numpy as np
 import torch
 from torch.nn.utils.rnn import pad_sequence
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from emoclip.data.images import augment, load_pixels, normalization_stats, normalize
 from emoclip.data.labels import LabelSpace
@@ -26,26 +27,57 @@ MODALITIES = ("text", "image")
 
 
 class EncodedSplit(Dataset):
-    """One split, preprocessed once: label indices, uint8 pixels and token ids in memory."""
+    """One split, preprocessed once: label indices, uint8 pixels and token ids in memory.
+
+    With a `text_pool` (token ids per class index), an item's text is drawn afresh from the
+    pool each epoch: the sampler passes (index, epoch) and the draw is seeded by both.
+    """
 
     def __init__(
         self,
         labels: torch.Tensor,
         pixels: torch.Tensor | None,
         input_ids: list[torch.Tensor] | None,
+        text_pool: list[list[torch.Tensor]] | None = None,
+        seed: int = 0,
     ):
         self.labels, self.pixels, self.input_ids = labels, pixels, input_ids
+        self.text_pool, self.seed = text_pool, seed
 
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, i: int) -> dict:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        i, epoch = key if isinstance(key, tuple) else (key, None)
         item = {"index": i, "labels": self.labels[i]}
         if self.pixels is not None:
             item["pixels"] = self.pixels[i]
-        if self.input_ids is not None:
+        if self.text_pool is not None and epoch is not None:
+            texts = self.text_pool[int(self.labels[i])]
+            item["input_ids"] = texts[
+                np.random.default_rng([self.seed, epoch, i]).integers(len(texts))
+            ]
+        elif self.input_ids is not None:
             item["input_ids"] = self.input_ids[i]
         return item
+
+
+class EpochSampler(Sampler):
+    """Shuffles by (seed, epoch) and yields (index, epoch). Lightning calls set_epoch."""
+
+    def __init__(self, size: int, seed: int):
+        self.size, self.seed, self.epoch = size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        for i in torch.randperm(self.size, generator=generator).tolist():
+            yield (i, self.epoch)
 
 
 class Collate:
@@ -85,7 +117,13 @@ class EmotionDataModule(L.LightningDataModule):
         image_size: int | None = None,
         normalization: str = "half",
         augment: dict | None = None,
+        image_root: str | None = None,
+        text_root: str | None = None,
+        num_folds: int | None = None,
+        fold: int = 0,
     ):
+        # image_root, text_root, num_folds and fold are the user-facing data settings that the
+        # `dataset` node reads through interpolation; they arrive here only to be accepted.
         super().__init__()
         unknown = set(modalities) - set(MODALITIES)
         if unknown or not modalities:
@@ -161,6 +199,17 @@ class EmotionDataModule(L.LightningDataModule):
             raise RuntimeError("set datamodule.tokenizer before setup for a study that uses text")
         for split, records in self.load_records().items():
             self.encoded[split] = self._encode(records)
+        pool = getattr(self.dataset, "train_text_pool", None)
+        if pool is not None and "text" in self.modalities:
+            self.encoded["train"].text_pool = self._encode_text_pool(pool())
+            self.encoded["train"].seed = getattr(self.dataset, "seed", 0)
+
+    def _encode_text_pool(self, pool: dict[str, list[Record]]) -> list[list[torch.Tensor]]:
+        encoded = []
+        for label in self.classes:
+            ids = self.tokenizer([r.text for r in pool[label]], truncation=True)["input_ids"]
+            encoded.append([torch.tensor(x, dtype=torch.long) for x in ids])
+        return encoded
 
     def _encode(self, records: list[Record]) -> EncodedSplit:
         labels = torch.tensor([self.label_space.index(r.label) for r in records], dtype=torch.long)
@@ -176,10 +225,15 @@ class EmotionDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         pad = self.tokenizer.pad_token_id if self.tokenizer is not None else 0
+        dataset = self.encoded[split]
+        sampler = None
+        if shuffle and dataset.text_pool is not None:
+            sampler, shuffle = EpochSampler(len(dataset), dataset.seed), False
         return DataLoader(
-            self.encoded[split],
+            dataset,
             batch_size=self.batch_size if split == "train" else self.eval_batch_size,
             shuffle=shuffle,
+            sampler=sampler,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=self.pin_memory,

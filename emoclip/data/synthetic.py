@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -124,29 +125,29 @@ _PROTOTYPES: dict[str, dict[str, float | tuple[float, float]]] = {
 }
 
 # How far a weak example sits from neutral, and the person-to-person spread of every axis.
-_INTENSITY = (0.35, 1.0)
-_EXPRESSION_JITTER = 0.15
+_INTENSITY = (0.4, 1.0)
+_EXPRESSION_JITTER = 0.12
 
 # --- Texts -------------------------------------------------------------------------------------
 
-# (subject, "to be" in the past, possessive)
+# (subject, "to be" in the past, possessive, pronoun)
 _SUBJECTS = (
-    ("I", "was", "my"),
-    ("She", "was", "her"),
-    ("He", "was", "his"),
-    ("We", "were", "our"),
-    ("They", "were", "their"),
-    ("My sister", "was", "her"),
-    ("My brother", "was", "his"),
-    ("Our neighbour", "was", "their"),
-    ("The old man on the bus", "was", "his"),
-    ("My manager", "was", "her"),
-    ("The kids", "were", "their"),
-    ("Dad", "was", "his"),
-    ("Mum", "was", "her"),
-    ("The whole team", "was", "their"),
-    ("My flatmate", "was", "their"),
-    ("The driver", "was", "his"),
+    ("I", "was", "my", "I"),
+    ("She", "was", "her", "she"),
+    ("He", "was", "his", "he"),
+    ("We", "were", "our", "we"),
+    ("They", "were", "their", "they"),
+    ("My sister", "was", "her", "she"),
+    ("My brother", "was", "his", "he"),
+    ("Our neighbour", "was", "their", "they"),
+    ("The old man on the bus", "was", "his", "he"),
+    ("My manager", "was", "her", "she"),
+    ("The kids", "were", "their", "they"),
+    ("Dad", "was", "his", "he"),
+    ("Mum", "was", "her", "she"),
+    ("The whole team", "was", "their", "they"),
+    ("My flatmate", "was", "their", "they"),
+    ("The driver", "was", "his", "he"),
 )
 _INTENSIFIERS = ("", "", "", "very ", "really ", "quite ", "a bit ", "so ", "utterly ", "rather ")
 _CONTEXTS = (
@@ -292,7 +293,7 @@ _TEMPLATES = (
     "There was a lot of {noun} in the room {ctx}.",
     '{S} kept saying "{say}" {event}.',
     "{Ctx}, {s} {be} {int}{adj}.",
-    "{S} {be} there {event}, and {s} {act}.",
+    "{S} {be} there {event}, and {p} {act}.",
 )
 
 SUPPORTED_CLASSES = tuple(c for c in _PROTOTYPES if c in _LEXICON)
@@ -301,7 +302,7 @@ SUPPORTED_CLASSES = tuple(c for c in _PROTOTYPES if c in _LEXICON)
 def write_text(label: str, rng: np.random.Generator) -> str:
     """One sentence that expresses `label` (a canonical class name)."""
     words = _LEXICON[label]
-    subject, be, poss = _SUBJECTS[rng.integers(len(_SUBJECTS))]
+    subject, be, poss, pronoun = _SUBJECTS[rng.integers(len(_SUBJECTS))]
 
     def pick(options: Sequence[str]) -> str:
         return options[rng.integers(len(options))].replace("{poss}", poss)
@@ -312,6 +313,7 @@ def write_text(label: str, rng: np.random.Generator) -> str:
     return template.format(
         S=subject,
         s=mid,
+        p=pronoun,
         be=be,
         int=pick(_INTENSIFIERS),
         adj=pick(words["adj"]),
@@ -369,85 +371,98 @@ def _shade(level: float, factor: float) -> int:
     return int(min(255.0, max(0.0, level * factor)))
 
 
-def draw_face(label: str, rng: np.random.Generator, image_size: int = 64) -> np.ndarray:
-    """One greyscale face (uint8, image_size x image_size) showing `label`'s expression."""
-    e = dict(zip(_AXES, sample_expression(label, rng), strict=True))
-    side = 1 if rng.random() < 0.5 else -1  # which lip corner contempt raises
+@dataclass
+class _Head:
+    """Where the head sits on the canvas, and its tones; every feature is drawn relative to it."""
 
-    s = max(128, 2 * image_size)  # draw supersampled, then downsample with antialiasing
-    bg = rng.uniform(15, 240)
+    draw: ImageDraw.ImageDraw
+    cx: float
+    cy: float
+    a: float  # half width
+    b: float  # half height
+    ey: float  # eye line
+    skin: float
+    dark: float  # lid lines, pupils, the inside of the mouth
+    hair: float
+    unit: float  # one line width at this canvas size
+
+    def width(self, k: float = 1.0) -> int:
+        return max(1, round(k * self.unit))
+
+
+def _draw_person(draw: ImageDraw.ImageDraw, size: int, rng: np.random.Generator) -> _Head:
+    """Shoulders, neck, ears, head and hair; returns the head the features go on."""
     skin = rng.uniform(85, 215)
     dark = skin * rng.uniform(0.15, 0.35)
-    img = Image.new("L", (s, s), int(bg))
-    d = ImageDraw.Draw(img)
-
-    scale = rng.uniform(0.85, 1.1)
-    a = s * 0.31 * scale  # half width of the head
-    b = a * rng.uniform(1.15, 1.4)  # half height
-    cx = s / 2 + rng.uniform(-0.07, 0.07) * s
-    cy = s / 2 + rng.uniform(-0.06, 0.06) * s - 0.03 * s
-    lw = s / 128  # one line-width unit
-
-    # Shoulders, neck, ears and the hair behind the head.
-    clothes = rng.uniform(10, 245)
-    d.ellipse((cx - 1.5 * a, cy + b + 0.35 * a, cx + 1.5 * a, cy + b + 2.2 * a), fill=int(clothes))
-    d.rectangle(
-        (cx - 0.42 * a, cy + 0.5 * b, cx + 0.42 * a, cy + b + 0.6 * a), fill=_shade(skin, 0.85)
-    )
+    a = size * 0.31 * rng.uniform(0.85, 1.1)
+    b = a * rng.uniform(1.15, 1.4)
+    cx = size / 2 + rng.uniform(-0.07, 0.07) * size
+    cy = size / 2 + rng.uniform(-0.06, 0.06) * size - 0.03 * size
     ey = cy - 0.08 * b
+    clothes = rng.uniform(10, 245)
+    draw.ellipse(
+        (cx - 1.5 * a, cy + b + 0.35 * a, cx + 1.5 * a, cy + b + 2.2 * a), fill=int(clothes)
+    )
+    neck = (cx - 0.42 * a, cy + 0.5 * b, cx + 0.42 * a, cy + b + 0.6 * a)
+    draw.rectangle(neck, fill=_shade(skin, 0.85))
     for sx in (-1, 1):
-        ex_ = cx + sx * 0.97 * a
-        d.ellipse(
-            (ex_ - 0.13 * a, ey - 0.05 * b, ex_ + 0.13 * a, ey + 0.28 * b), fill=_shade(skin, 0.9)
+        x = cx + sx * 0.97 * a
+        draw.ellipse(
+            (x - 0.13 * a, ey - 0.05 * b, x + 0.13 * a, ey + 0.28 * b), fill=_shade(skin, 0.9)
         )
+
     hair = rng.uniform(10, 200)
     style = rng.choice(4, p=(0.2, 0.4, 0.25, 0.15))  # bald, short, long, fringe
     if style == 2:
-        d.ellipse((cx - 1.25 * a, cy - 1.1 * b, cx + 1.25 * a, cy + 0.95 * b), fill=int(hair))
-
-    # The head: an egg, narrower at the jaw.
+        draw.ellipse((cx - 1.25 * a, cy - 1.1 * b, cx + 1.25 * a, cy + 0.95 * b), fill=int(hair))
+    # An egg, narrower at the jaw.
     jaw = rng.uniform(0.05, 0.22)
     theta = np.linspace(0, 2 * np.pi, 48, endpoint=False)
     sin, cos = np.sin(theta), np.cos(theta)
-    head = np.stack([cx + a * cos * (1 - jaw * np.maximum(sin, 0)), cy + b * sin], axis=1)
-    d.polygon([tuple(p) for p in head], fill=int(skin))
-
+    outline = zip(cx + a * cos * (1 - jaw * np.maximum(sin, 0)), cy + b * sin, strict=True)
+    draw.polygon(list(outline), fill=int(skin))
     if style > 0:
-        hairline = {1: (-0.75, -0.55), 2: (-0.75, -0.5), 3: (-0.45, -0.28)}[int(style)]
-        s0 = rng.uniform(*hairline) / 1.05
+        # The top of a slightly larger ellipse, cut off at the hairline; a fringe may hide the brows.
+        low, high = {1: (-0.75, -0.55), 2: (-0.75, -0.5), 3: (-0.45, -0.28)}[int(style)]
+        s0 = rng.uniform(low, high) / 1.05
         t = np.linspace(np.pi - math.asin(s0), 2 * np.pi + math.asin(s0), 24)
         cap = [(cx + 1.06 * a * math.cos(x), cy + 1.05 * b * math.sin(x)) for x in t]
-        d.polygon(cap, fill=int(hair))
+        draw.polygon(cap, fill=int(hair))
+    return _Head(draw, cx, cy, a, b, ey, skin, dark, hair, size / 128)
 
-    # Eyes and brows.
-    sep = a * rng.uniform(0.36, 0.46)
-    ew = a * rng.uniform(0.15, 0.19)
+
+def _draw_eyes(h: _Head, e: dict[str, float], rng: np.random.Generator) -> float:
+    """Eyes, brows, cheeks and maybe glasses; returns the sclera tone (teeth use it too)."""
+    d, ey = h.draw, h.ey
+    sep = h.a * rng.uniform(0.36, 0.46)
+    ew = h.a * rng.uniform(0.15, 0.19)
     eh = ew * rng.uniform(0.38, 0.5)
     upper = eh * max(0.15, 1 + 0.7 * e["eye_open"])
     lower = eh * max(0.1, 0.85 - 0.45 * e["squint"] - 0.25 * e["cheek"])
-    gap = b * rng.uniform(0.13, 0.18)
-    brow_w = max(1, round(a * rng.uniform(0.045, 0.08)))
-    brow_level = min(hair, dark) if rng.random() < 0.7 else dark
-    sclera = _shade(skin, rng.uniform(1.15, 1.4))
+    gap = h.b * rng.uniform(0.13, 0.18)
+    brow_w = max(1, round(h.a * rng.uniform(0.045, 0.08)))
+    brow_level = min(h.hair, h.dark) if rng.random() < 0.7 else h.dark
+    sclera = _shade(h.skin, rng.uniform(1.15, 1.4))
     gaze = rng.uniform(-0.25, 0.25) * ew
     glasses = rng.random() < 0.15
     t = np.linspace(-1, 1, 13)
     for sx in (-1, 1):
-        ex = cx + sx * sep
+        ex = h.cx + sx * sep
         top = [(ex + ew * x, ey - upper * (1 - x * x) ** 0.7) for x in t]
         bottom = [(ex + ew * x, ey + lower * (1 - x * x) ** 0.7) for x in t[::-1]]
         d.polygon(top + bottom, fill=sclera)
+        # Iris and pupil, cut off by the lids.
         ri = eh * 0.85
-        for radius, level in ((ri, skin * 0.4), (ri * 0.45, dark * 0.5)):
+        for radius, level in ((ri, h.skin * 0.4), (ri * 0.45, h.dark * 0.5)):
             y0, y1 = max(ey - radius, ey - upper * 0.97), min(ey + radius, ey + lower * 0.97)
             if y1 > y0:
                 d.ellipse((ex + gaze - radius, y0, ex + gaze + radius, y1), fill=int(level))
-        d.line(top, fill=int(dark), width=max(1, round(2 * lw)), joint="curve")
-        d.line(bottom, fill=_shade(skin, 0.6), width=max(1, round(lw)))
+        d.line(top, fill=int(h.dark), width=h.width(2), joint="curve")
+        d.line(bottom, fill=_shade(h.skin, 0.6), width=h.width())
         if e["cheek"] > 0.2:  # raised cheeks bunch up under the eye
             y = ey + lower + 0.35 * ew
             arc = _bezier((ex - 0.9 * ew, y), (ex, y + 0.5 * ew), (ex + 0.9 * ew, y), 7)
-            d.line(arc, fill=_shade(skin, 1 - 0.25 * min(e["cheek"], 1.2)), width=max(1, round(lw)))
+            d.line(arc, fill=_shade(h.skin, 1 - 0.25 * min(e["cheek"], 1.2)), width=h.width())
 
         base = ey - gap - 0.55 * gap * e["brow_raise"]
         x_in = ex - sx * ew * (1.05 + 0.3 * e["brow_pull"])
@@ -455,130 +470,144 @@ def draw_face(label: str, rng: np.random.Generator, image_size: int = 64) -> np.
         y_in = base - 0.5 * gap * e["brow_inner"]
         y_out = base + 0.15 * gap * e["brow_inner"]
         mid = ((x_in + x_out) / 2, (y_in + y_out) / 2 - gap * (0.25 + 0.35 * e["brow_arch"]))
-        d.line(
-            _bezier((x_in, y_in), mid, (x_out, y_out)),
-            fill=int(brow_level),
-            width=brow_w,
-            joint="curve",
-        )
+        brow = _bezier((x_in, y_in), mid, (x_out, y_out))
+        d.line(brow, fill=int(brow_level), width=brow_w, joint="curve")
         if glasses:
             r = ew * 1.4
-            d.ellipse(
-                (ex - r, ey - 0.8 * r, ex + r, ey + 0.8 * r),
-                outline=int(dark),
-                width=max(1, round(1.5 * lw)),
-            )
+            rim = (ex - r, ey - 0.8 * r, ex + r, ey + 0.8 * r)
+            d.ellipse(rim, outline=int(h.dark), width=h.width(1.5))
     if glasses:
-        d.line(
-            (cx - sep + 1.4 * ew, ey, cx + sep - 1.4 * ew, ey),
-            fill=int(dark),
-            width=max(1, round(1.5 * lw)),
-        )
+        bridge = (h.cx - sep + 1.4 * ew, ey, h.cx + sep - 1.4 * ew, ey)
+        d.line(bridge, fill=int(h.dark), width=h.width(1.5))
+    return sclera
 
-    # Nose, with wrinkles across the bridge for disgust.
+
+def _draw_nose(
+    h: _Head, e: dict[str, float], rng: np.random.Generator
+) -> tuple[float, float, float]:
+    """The nose, wrinkled across the bridge for disgust; returns its (x, tip y, half width)."""
+    d, b, ey = h.draw, h.b, h.ey
     wrinkle = min(e["nose_wrinkle"], 1.3)
     tip_y = ey + b * rng.uniform(0.3, 0.38) - 0.04 * b * wrinkle
-    nx = cx + rng.uniform(-0.03, 0.03) * a
-    nw = a * rng.uniform(0.11, 0.15)
-    d.line(
-        _bezier(
-            (nx - 0.3 * nw, ey + 0.05 * b), (nx - 0.5 * nw, tip_y - 0.2 * b), (nx - 0.9 * nw, tip_y)
-        ),
-        fill=_shade(skin, 0.8),
-        width=max(1, round(lw)),
+    nx = h.cx + rng.uniform(-0.03, 0.03) * h.a
+    nw = h.a * rng.uniform(0.11, 0.15)
+    ridge = _bezier(
+        (nx - 0.3 * nw, ey + 0.05 * b), (nx - 0.5 * nw, tip_y - 0.2 * b), (nx - 0.9 * nw, tip_y)
     )
+    d.line(ridge, fill=_shade(h.skin, 0.8), width=h.width())
     for sx in (-1, 1):
+        x = nx + sx * 0.55 * nw
         d.ellipse(
-            (
-                nx + sx * 0.55 * nw - 0.25 * nw,
-                tip_y - 0.12 * nw,
-                nx + sx * 0.55 * nw + 0.25 * nw,
-                tip_y + 0.12 * nw,
-            ),
-            fill=_shade(skin, 0.45),
+            (x - 0.25 * nw, tip_y - 0.12 * nw, x + 0.25 * nw, tip_y + 0.12 * nw),
+            fill=_shade(h.skin, 0.45),
         )
     if wrinkle > 0.25:
+        half = nw * (0.4 + 0.3 * wrinkle)
         for k in range(3):
             y = ey - 0.02 * b + k * 0.05 * b
-            half = nw * (0.4 + 0.3 * wrinkle)
-            d.line(
-                _bezier(
-                    (nx - half, y + 0.02 * b), (nx, y - 0.02 * b), (nx + half, y + 0.02 * b), 5
-                ),
-                fill=_shade(skin, 1 - 0.35 * wrinkle),
-                width=max(1, round(lw)),
+            line = _bezier(
+                (nx - half, y + 0.02 * b), (nx, y - 0.02 * b), (nx + half, y + 0.02 * b), 5
             )
+            d.line(line, fill=_shade(h.skin, 1 - 0.35 * wrinkle), width=h.width())
+    return nx, tip_y, nw
 
-    # Mouth: a centre line bent by the lip corners, lips around it, open as far as the axes say.
+
+def _draw_mouth(
+    h: _Head,
+    e: dict[str, float],
+    rng: np.random.Generator,
+    nose: tuple[float, float, float],
+    sclera: int,
+    side: int,
+) -> None:
+    """A centre line bent by the lip corners, lips around it, open as far as the axes say."""
+    d, b = h.draw, h.b
+    nx, tip_y, nw = nose
+    asym, lip_raise = min(e["asym"], 1.3), min(e["lip_raise"], 1.3)
     my = tip_y + b * rng.uniform(0.16, 0.22)
-    mw = a * rng.uniform(0.27, 0.35) * max(0.45, 1 + 0.3 * e["mouth_width"])
+    mw = h.a * rng.uniform(0.27, 0.35) * max(0.45, 1 + 0.3 * e["mouth_width"])
     lift = mw * 0.35 * e["smile"]
-    lift_side = lift + mw * 0.5 * min(e["asym"], 1.3)
-    left, right = (lift_side, lift) if side < 0 else (lift, lift_side)
+    left, right = lift, lift
+    if side < 0:
+        left += mw * 0.5 * asym
+    else:
+        right += mw * 0.5 * asym
     openness = b * 0.16 * min(e["mouth_open"], 1.3)
-    up = 0.4 * openness + b * 0.05 * min(e["lip_raise"], 1.3)
-    down = 0.6 * openness
-    power = 0.9 - 0.45 * min(e["mouth_round"], 1.0)
+    is_open = 0.4 * openness + b * 0.05 * lip_raise + 0.6 * openness > 1.5 * h.unit
+
     t = np.linspace(-1, 1, 17)
-    bulge = (1 - t * t) ** power
-    xs = cx + mw * t + side * 0.1 * mw * min(e["asym"], 1.3) * np.where(t * side > 0, t * t, 0)
+    bulge = (1 - t * t) ** (0.9 - 0.45 * min(e["mouth_round"], 1.0))
+    xs = h.cx + mw * t + side * 0.1 * mw * asym * np.where(t * side > 0, t * t, 0)
     ys = my - np.where(t < 0, left, right) * np.abs(t) ** 1.6
-    raise_shape = (1 - t * t) ** 0.35  # a raised upper lip is boxy, not round
-    inner_up = ys - 0.4 * openness * bulge - b * 0.05 * min(e["lip_raise"], 1.3) * raise_shape
-    inner_down = ys + down * bulge
+    boxy = (1 - t * t) ** 0.35  # a raised upper lip lifts square, not round
+    inner_up = ys - 0.4 * openness * bulge - b * 0.05 * lip_raise * boxy
+    inner_down = ys + 0.6 * openness * bulge
     press = min(e["lip_press"], 1.2)
     lip_up = b * 0.035 * max(0.15, 1 - 0.8 * press)
     lip_down = b * 0.05 * max(0.15, 1 - 0.7 * press)
-    round_ = np.sqrt(1 - t * t)
-    outer = list(zip(xs, inner_up - lip_up * round_, strict=True))
-    outer += list(zip(xs[::-1], (inner_down + lip_down * round_)[::-1], strict=True))
-    d.polygon(outer, fill=_shade(skin, rng.uniform(0.7, 0.85)))
-    if up + down > 1.5 * lw:
-        opening = list(zip(xs, inner_up, strict=True)) + list(
-            zip(xs[::-1], inner_down[::-1], strict=True)
-        )
-        d.polygon(opening, fill=int(dark * 0.5))
+    rim = np.sqrt(1 - t * t)
+
+    def band(upper: np.ndarray, lower: np.ndarray) -> list[tuple[float, float]]:
+        return list(zip(xs, upper, strict=True)) + list(zip(xs[::-1], lower[::-1], strict=True))
+
+    d.polygon(
+        band(inner_up - lip_up * rim, inner_down + lip_down * rim),
+        fill=_shade(h.skin, rng.uniform(0.7, 0.85)),
+    )
+    if is_open:
+        d.polygon(band(inner_up, inner_down), fill=int(h.dark * 0.5))
         if e["smile"] > 0.3 or e["lip_raise"] > 0.3:
-            teeth_low = np.minimum(inner_up + 0.07 * b, inner_down)
-            teeth = list(zip(xs, inner_up, strict=True)) + list(
-                zip(xs[::-1], teeth_low[::-1], strict=True)
-            )
-            d.polygon(teeth, fill=sclera)
-    line = list(zip(xs, ys if up + down <= 1.5 * lw else inner_up, strict=True))
-    d.line(line, fill=int(dark), width=max(1, round(lw * (1.5 + press))), joint="curve")
+            d.polygon(band(inner_up, np.minimum(inner_up + 0.07 * b, inner_down)), fill=sclera)
+    line = list(zip(xs, inner_up if is_open else ys, strict=True))
+    d.line(line, fill=int(h.dark), width=h.width(1.5 + press), joint="curve")
 
     # Folds from the nose to the mouth corners, deep when the cheeks or upper lip are raised.
     fold = min(1.0, 0.5 * e["cheek"] + 0.7 * e["lip_raise"] + 0.2 * max(e["smile"], 0))
     if fold > 0.2:
-        for sx in (-1, 1):
-            corner_y = my - (left if sx < 0 else right)
+        for sx, corner_lift in ((-1, left), (1, right)):
             p0 = (nx + sx * 0.9 * nw, tip_y - 0.02 * b)
-            p2 = (cx + sx * (mw + 0.12 * a), corner_y + 0.05 * b)
-            p1 = (p2[0] + sx * 0.08 * a, (p0[1] + p2[1]) / 2)
-            d.line(
-                _bezier(p0, p1, p2, 7), fill=_shade(skin, 1 - 0.3 * fold), width=max(1, round(lw))
-            )
+            p2 = (h.cx + sx * (mw + 0.12 * h.a), my - corner_lift + 0.05 * b)
+            p1 = (p2[0] + sx * 0.08 * h.a, (p0[1] + p2[1]) / 2)
+            d.line(_bezier(p0, p1, p2, 7), fill=_shade(h.skin, 1 - 0.3 * fold), width=h.width())
 
+
+def _photograph(
+    img: Image.Image, h: _Head, background: float, image_size: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Pose, focus, downsampling, lighting from one side, contrast, brightness and sensor noise."""
     angle = rng.uniform(-15, 15)
-    img = img.rotate(angle, resample=Image.Resampling.BILINEAR, center=(cx, cy), fillcolor=int(bg))
+    img = img.rotate(
+        angle, resample=Image.Resampling.BILINEAR, center=(h.cx, h.cy), fillcolor=int(background)
+    )
     if rng.random() < 0.3:
-        img = img.filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 1.2) * lw))
-    if s % image_size == 0:
-        img = img.reduce(s // image_size)  # a box filter: exact and fast for whole factors
+        img = img.filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 1.2) * h.unit))
+    if img.width % image_size == 0:
+        img = img.reduce(img.width // image_size)  # a box filter: exact and fast
     else:
         img = img.resize((image_size, image_size), Image.Resampling.LANCZOS)
 
-    # Lighting from one side, contrast, brightness and sensor noise.
     x = np.asarray(img, dtype=np.float32)
     grid = np.linspace(-1, 1, image_size, dtype=np.float32)
     phi = rng.uniform(0, 2 * np.pi)
-    light = 1 + rng.uniform(0, 0.35) * (
-        math.cos(phi) * grid[None, :] + math.sin(phi) * grid[:, None]
-    )
-    x = x * light
+    slope = rng.uniform(0, 0.35)
+    x = x * (1 + slope * (math.cos(phi) * grid[None, :] + math.sin(phi) * grid[:, None]))
     x = (x - x.mean()) * rng.uniform(0.65, 1.15) + x.mean() + rng.uniform(-20, 20)
     x = x + rng.normal(0, rng.uniform(1, 10), x.shape).astype(np.float32)
     return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
+def draw_face(label: str, rng: np.random.Generator, image_size: int = 64) -> np.ndarray:
+    """One greyscale face (uint8, image_size x image_size) showing `label`'s expression."""
+    e = dict(zip(_AXES, sample_expression(label, rng).tolist(), strict=True))
+    side = 1 if rng.random() < 0.5 else -1  # which lip corner contempt raises
+    size = max(128, 2 * image_size)  # drawn supersampled, then downsampled with antialiasing
+    background = rng.uniform(15, 240)
+    img = Image.new("L", (size, size), int(background))
+    head = _draw_person(ImageDraw.Draw(img), size, rng)
+    sclera = _draw_eyes(head, e, rng)
+    nose = _draw_nose(head, e, rng)
+    _draw_mouth(head, e, rng, nose, sclera, side)
+    return _photograph(img, head, background, image_size, rng)
 
 
 # --- The dataset -------------------------------------------------------------------------------
@@ -624,6 +653,8 @@ class SyntheticEmotions:
             raise ConfigError(f"image_size must be a whole number >= 16, got {image_size!r}")
         if not 0.0 <= text_noise <= 1.0:
             raise ConfigError(f"text_noise must lie in [0, 1], got {text_noise!r}")
+        if int(seed) != seed or seed < 0:
+            raise ConfigError(f"seed must be a whole number >= 0, got {seed!r}")
         self.classes = tuple(canonical)
         self.sizes = {split: int(n) for split, n in sizes.items()}
         self.image_size = int(image_size)

@@ -22,17 +22,51 @@ from torchmetrics.classification import (
 STAGES = ("train", "val", "test")
 
 
-def stage_metrics(num_classes: int) -> MetricCollection:
-    return MetricCollection(
-        {
-            "acc": MulticlassAccuracy(num_classes, average="micro"),
-            "f1_macro": MulticlassF1Score(num_classes, average="macro"),
-            "f1_weighted": MulticlassF1Score(num_classes, average="weighted"),
-            "f1_per_class": MulticlassF1Score(num_classes, average=None),
-            "confusion": MulticlassConfusionMatrix(num_classes),
-        },
-        compute_groups=False,
-    )
+# At test time a two-modality study is also scored with one modality removed (the network
+# sees zeros for it): "text_only" drops the image, "image_only" drops the text.
+ABLATIONS = {"text_only": ("pixel_values",), "image_only": ("input_ids", "attention_mask")}
+
+
+class Scores(nn.Module):
+    """Epoch-level metrics of one scope (a stage, or a test ablation), with its mean loss."""
+
+    def __init__(self, classes: tuple[str, ...]):
+        super().__init__()
+        self.classes = classes
+        n = len(classes)
+        self.metrics = MetricCollection(
+            {
+                "acc": MulticlassAccuracy(n, average="micro"),
+                "f1_macro": MulticlassF1Score(n, average="macro"),
+                "f1_weighted": MulticlassF1Score(n, average="weighted"),
+                "f1_per_class": MulticlassF1Score(n, average=None),
+                "confusion": MulticlassConfusionMatrix(n),
+            },
+            compute_groups=False,
+        )
+        self.loss = MeanMetric()
+
+    def update(self, logits: torch.Tensor, labels: torch.Tensor, loss: torch.Tensor) -> None:
+        self.metrics.update(logits.detach(), labels)
+        self.loss.update(loss.detach(), weight=labels.shape[0])
+
+    def compute_and_reset(self, prefix: str) -> tuple[dict[str, torch.Tensor], list]:
+        """Scalars named `{prefix}/metric`, and the confusion matrix as nested lists."""
+        computed, loss = self.metrics.compute(), self.loss.compute()
+        self.reset()
+        scalars = {
+            f"{prefix}/loss": loss,
+            f"{prefix}/acc": computed["acc"],
+            f"{prefix}/f1_macro": computed["f1_macro"],
+            f"{prefix}/f1_weighted": computed["f1_weighted"],
+        }
+        per_class = zip(self.classes, computed["f1_per_class"], strict=True)
+        scalars.update({f"{prefix}/f1_{c}": v for c, v in per_class})
+        return scalars, computed["confusion"].tolist()
+
+    def reset(self) -> None:
+        self.metrics.reset()
+        self.loss.reset()
 
 
 class EmotionClassifier(L.LightningModule):
@@ -56,9 +90,9 @@ class EmotionClassifier(L.LightningModule):
         self.scheduler_factory = scheduler
         self.backbone_lr = backbone_lr
         self.loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        scopes = [*STAGES, *(f"test_{name}" for name in ABLATIONS)]
         # ModuleDict keys can't be "train" (nn.Module.train exists), hence the suffix.
-        self.stage_metrics = nn.ModuleDict({f"{s}_": stage_metrics(len(classes)) for s in STAGES})
-        self.stage_losses = nn.ModuleDict({f"{s}_": MeanMetric() for s in STAGES})
+        self.scores = nn.ModuleDict({f"{s}_": Scores(self.classes) for s in scopes})
         self.extra_checkpoint_state = extra_checkpoint_state or {}
         self.history: list[dict] = []  # one row per finished training epoch, for the curves
         self.results: dict[str, dict] = {}  # the last computed epoch of each stage
@@ -66,11 +100,10 @@ class EmotionClassifier(L.LightningModule):
     def forward(self, batch: dict) -> torch.Tensor:
         return self.network(batch)
 
-    def _step(self, batch: dict, stage: str) -> torch.Tensor:
+    def _step(self, batch: dict, scope: str) -> torch.Tensor:
         logits = self(batch)
         loss = self.loss_fn(logits.float(), batch["labels"])
-        self.stage_metrics[f"{stage}_"].update(logits.detach(), batch["labels"])
-        self.stage_losses[f"{stage}_"].update(loss.detach(), weight=batch["labels"].shape[0])
+        self.scores[f"{scope}_"].update(logits, batch["labels"], loss)
         return loss
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
@@ -81,30 +114,19 @@ class EmotionClassifier(L.LightningModule):
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self._step(batch, "test")
+        if "pixel_values" in batch and "input_ids" in batch:
+            for name, dropped in ABLATIONS.items():
+                kept = {k: v for k, v in batch.items() if k not in dropped}
+                self._step(kept, f"test_{name}")
 
     def predict_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         return self(batch).softmax(-1)
 
-    def _end_epoch(self, stage: str) -> None:
-        computed = self.stage_metrics[f"{stage}_"].compute()
-        loss = self.stage_losses[f"{stage}_"].compute()
-        self.stage_metrics[f"{stage}_"].reset()
-        self.stage_losses[f"{stage}_"].reset()
-        scalars = {
-            f"{stage}/loss": loss,
-            f"{stage}/acc": computed["acc"],
-            f"{stage}/f1_macro": computed["f1_macro"],
-            f"{stage}/f1_weighted": computed["f1_weighted"],
-        }
-        per_class = {
-            f"{stage}/f1_{c}": v
-            for c, v in zip(self.classes, computed["f1_per_class"], strict=True)
-        }
-        self.log_dict({**scalars, **per_class}, prog_bar=False, sync_dist=False)
-        self.results[stage] = {
-            **{k: float(v) for k, v in {**scalars, **per_class}.items()},
-            f"{stage}/confusion_matrix": computed["confusion"].tolist(),
-        }
+    def _end_epoch(self, scope: str) -> None:
+        scalars, confusion = self.scores[f"{scope}_"].compute_and_reset(scope)
+        self.log_dict(scalars, sync_dist=False)
+        self.results[scope] = {k: float(v) for k, v in scalars.items()}
+        self.results[scope][f"{scope}/confusion_matrix"] = confusion
 
     def on_train_epoch_end(self) -> None:
         self._end_epoch("train")
@@ -118,13 +140,15 @@ class EmotionClassifier(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:
-            self.stage_metrics["val_"].reset()
-            self.stage_losses["val_"].reset()
+            self.scores["val_"].reset()
             return
         self._end_epoch("val")
 
     def on_test_epoch_end(self) -> None:
         self._end_epoch("test")
+        for name in ABLATIONS:
+            if self.scores[f"test_{name}_"].loss.update_called:
+                self._end_epoch(f"test_{name}")
 
     def configure_optimizers(self):
         trainable = [p for p in self.parameters() if p.requires_grad]

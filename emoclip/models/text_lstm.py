@@ -42,7 +42,9 @@ class TextLSTM(nn.Module):
         packed = pack_padded_sequence(
             self.embedding(batch["input_ids"]), lengths, batch_first=True, enforce_sorted=False
         )
-        hidden, _ = pad_packed_sequence(packed, batch_first=True, total_length=mask.shape[1])
+        hidden, _ = pad_packed_sequence(
+            self.lstm(packed)[0], batch_first=True, total_length=mask.shape[1]
+        )
         m = mask.unsqueeze(-1).to(hidden.dtype)
         mean = (hidden * m).sum(1) / m.sum(1).clamp(min=1)
         maxed = hidden.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(1)

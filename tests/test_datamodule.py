@@ -1,0 +1,113 @@
+"""One batch contract for every model, preprocessing done once, augmentation only in training."""
+
+import pytest
+import torch
+
+from emoclip.data.datamodule import EmotionDataModule
+from emoclip.data.synthetic import SyntheticEmotions
+from emoclip.data.tokenizer import train_word_tokenizer
+from emoclip.errors import ConfigError, DataError
+
+CLASSES = ["anger", "happiness", "sadness"]
+
+
+def make_datamodule(modalities, **kwargs) -> EmotionDataModule:
+    dataset = SyntheticEmotions(classes=CLASSES, train_size=30, val_size=9, test_size=9)
+    dm = EmotionDataModule(
+        dataset,
+        CLASSES,
+        modalities=modalities,
+        batch_size=8,
+        eval_batch_size=16,
+        image_size=32,
+        **kwargs,
+    )
+    if "text" in modalities:
+        dm.tokenizer = train_word_tokenizer(dm.train_texts())
+    dm.setup("fit")
+    return dm
+
+
+@pytest.mark.parametrize(
+    ("modalities", "keys"),
+    [
+        (["text", "image"], {"labels", "index", "input_ids", "attention_mask", "pixel_values"}),
+        (["text"], {"labels", "index", "input_ids", "attention_mask"}),
+        (["image"], {"labels", "index", "pixel_values"}),
+    ],
+)
+def test_batch_contract(modalities, keys):
+    dm = make_datamodule(modalities)
+    batch = dm.on_after_batch_transfer(next(iter(dm.val_dataloader())), 0)
+    assert set(batch) == keys
+    assert batch["labels"].dtype == torch.long and batch["labels"].shape == (9,)
+    if "pixel_values" in batch:
+        assert batch["pixel_values"].shape == (9, 3, 32, 32)
+        assert batch["pixel_values"].dtype == torch.float32
+    if "input_ids" in batch:
+        assert batch["input_ids"].shape == batch["attention_mask"].shape
+
+
+def test_text_is_padded_per_batch_not_to_a_fixed_length():
+    dm = make_datamodule(["text"])
+    batch = next(iter(dm.val_dataloader()))
+    lengths = batch["attention_mask"].sum(1)
+    assert batch["input_ids"].shape[1] == lengths.max()
+    pad = dm.tokenizer.pad_token_id
+    for row, n in zip(batch["input_ids"], lengths, strict=True):
+        assert (row[n:] == pad).all() and (row[:n] != pad).all()
+
+
+def test_normalization_half_maps_pixels_to_minus_one_one():
+    dm = make_datamodule(["image"])
+    batch = dm.on_after_batch_transfer(next(iter(dm.val_dataloader())), 0)
+    raw = dm.encoded["val"].pixels[:9].float() / 255
+    assert torch.allclose(batch["pixel_values"], (raw - 0.5) / 0.5, atol=1e-6)
+
+
+def test_augmentation_only_while_training():
+    class FakeTrainer:
+        training = True
+
+    dm = make_datamodule(["image"], augment={"max_rotation": 20, "hflip_p": 0.5})
+    raw = next(iter(dm.val_dataloader()))
+    plain = dm.on_after_batch_transfer(dict(raw), 0)["pixel_values"]
+    dm.trainer = FakeTrainer()
+    augmented = dm.on_after_batch_transfer(dict(raw), 0)["pixel_values"]
+    assert plain.shape == augmented.shape
+    assert not torch.allclose(plain, augmented)
+
+
+def test_classes_outside_the_study_are_dropped():
+    dataset = SyntheticEmotions(classes=CLASSES, train_size=30, val_size=9, test_size=9)
+    dm = EmotionDataModule(dataset, ["anger", "sad"], modalities=["text"], batch_size=4)
+    records = dm.load_records()
+    assert {r.label for r in records["train"]} == {"anger", "sadness"}
+    assert dm.classes == ("anger", "sadness")
+
+
+def test_unknown_class_names_the_known_ones():
+    dataset = SyntheticEmotions(classes=CLASSES, train_size=30, val_size=9, test_size=9)
+    with pytest.raises(DataError, match="unknown emotion label 'grumpy'.*happiness"):
+        EmotionDataModule(dataset, ["anger", "grumpy"], modalities=["text"])
+
+
+def test_a_class_missing_from_a_split_is_an_error_before_training():
+    dataset = SyntheticEmotions(classes=CLASSES, train_size=30, val_size=2, test_size=9)
+    dm = EmotionDataModule(dataset, CLASSES, modalities=["text"])
+    with pytest.raises(DataError, match="'val' has no examples of class 'sadness'"):
+        dm.load_records()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"modalities": ["audio"]}, "data.modalities"),
+        ({"modalities": ["image"]}, "data.image_size"),
+        ({"modalities": ["text"], "batch_size": 0}, "data.batch_size"),
+        ({"modalities": ["text"], "normalization": "imagenet"}, "data.normalization"),
+    ],
+)
+def test_bad_settings_name_their_key(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        EmotionDataModule(SyntheticEmotions(classes=CLASSES), CLASSES, **kwargs)
