@@ -28,12 +28,12 @@ test-fast: $(STAMP) ## the tests without the slow ones
 	$(BIN)/pytest -m "not slow" $(ARGS)
 
 lint: $(STAMP) ## ruff lint and format check
-	$(BIN)/ruff check emoclip tests
-	$(BIN)/ruff format --check emoclip tests
+	$(BIN)/ruff check emoclip tests bench
+	$(BIN)/ruff format --check emoclip tests bench
 
 format: $(STAMP) ## apply ruff's fixes and formatting
-	$(BIN)/ruff check --fix emoclip tests
-	$(BIN)/ruff format emoclip tests
+	$(BIN)/ruff check --fix emoclip tests bench
+	$(BIN)/ruff format emoclip tests bench
 
 clean: ## remove run folders and caches (keeps .venv)
 	rm -rf outputs/*/ .pytest_cache .ruff_cache

@@ -8,14 +8,13 @@ import logging
 from pathlib import Path
 
 import hydra
-import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from emoclip.cli import run_reporting_errors
 from emoclip.errors import ConfigError
 from emoclip.run_folder import summary, write_results
-from emoclip.study import build_study, build_trainer, config_dir
+from emoclip.study import build_study, build_trainer, config_dir, prepare_process
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +34,7 @@ def evaluate(cfg: DictConfig) -> dict:
     checkpoint = load_checkpoint(cfg.ckpt_path)
     study_cfg = OmegaConf.create(checkpoint["hyper_parameters"])
     study_cfg.merge_with_dotlist(list(cfg.get("study_overrides") or []))
-    L.seed_everything(study_cfg.seed, workers=True)
+    prepare_process(study_cfg.seed)
     study = build_study(study_cfg, saved_tokenizer=checkpoint["emoclip"].get("tokenizer"))
     study.module.load_state_dict(checkpoint["state_dict"])
     trainer = build_trainer(cfg, with_callbacks=False, with_loggers=False)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -31,6 +32,13 @@ def config_dir() -> str:
         if (candidate / "train.yaml").is_file():
             return str(candidate)
     raise FileNotFoundError(f"no Hydra config folder (conf/train.yaml) next to {here}")
+
+
+def prepare_process(seed: int) -> None:
+    """Seed every generator, and flush denormal floats to zero: on CPU, LSTM and CNN training
+    drifts into denormals that make an epoch up to 50x slower, for no difference in results."""
+    L.seed_everything(seed, workers=True)
+    torch.set_flush_denormal(True)
 
 
 @dataclass

@@ -6,19 +6,18 @@ import logging
 from pathlib import Path
 
 import hydra
-import lightning as L
 from omegaconf import DictConfig
 
 from emoclip.cli import run_reporting_errors
 from emoclip.run_folder import summary, write_results
-from emoclip.study import build_study, build_trainer, config_dir
+from emoclip.study import build_study, build_trainer, config_dir, prepare_process
 
 log = logging.getLogger(__name__)
 
 
 def train(cfg: DictConfig) -> dict:
     """Fit, then validate and test the best checkpoint; write the run folder; return metrics."""
-    L.seed_everything(cfg.seed, workers=True)
+    prepare_process(cfg.seed)
     run_dir = Path(cfg.paths.output_dir)
     study = build_study(cfg)
     trainer = build_trainer(cfg)

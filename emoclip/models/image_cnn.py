@@ -1,6 +1,7 @@
 """Image-only baseline: a small CNN trained from scratch, for any input size (48 px to 224 px).
 
-Blocks of conv-BN-ReLU x2 + max-pool; global average pooling makes the head size-independent.
+Blocks of conv-BN-ReLU x2 + max-pool, then adaptive average pooling to a small grid: the head
+sees where on the face a feature is (brows above, mouth below) whatever the input size.
 """
 
 from __future__ import annotations
@@ -35,14 +36,17 @@ class ImageCNN(nn.Module):
         channels: Sequence[int] = (32, 64, 128),
         dropout: float = 0.3,
         head_hidden_size: int = 128,
+        pooled_grid: int = 3,
     ):
         super().__init__()
         widths = [3, *channels]
         self.features = nn.Sequential(
             *[_block(a, b) for a, b in zip(widths, widths[1:], strict=False)]
         )
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.head = classifier_head(widths[-1], head_hidden_size, task.num_classes, dropout)
+        self.pool = nn.AdaptiveAvgPool2d(pooled_grid)
+        self.head = classifier_head(
+            widths[-1] * pooled_grid**2, head_hidden_size, task.num_classes, dropout
+        )
 
     def forward(self, batch: dict) -> torch.Tensor:
         return self.head(self.pool(self.features(batch["pixel_values"])).flatten(1))
