@@ -82,6 +82,10 @@ def test_study_uses_the_saved_folder_for_weights_and_tokenizer(saved_tiny_clip, 
 
 
 def test_unreachable_hub_id_stops_with_instructions(tmp_path, monkeypatch):
+    # The hub reads HF_HUB_OFFLINE at import time: set the constant, not only the variable.
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-cache"))
     with pytest.raises(BackboneLoadError) as err:
