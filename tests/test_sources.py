@@ -156,3 +156,29 @@ def test_paired_study_writes_splits_and_ablations(ckplus_root, dair_root, tmp_pa
     ids = {split: {i.split("+")[0] for i in ids} for split, ids in splits.items()}
     subjects = {split: {i.split("/")[-1][:4] for i in v} for split, v in ids.items()}
     assert not subjects["train"] & subjects["test"]
+
+
+def _truncate_one_image(root: Path) -> Path:
+    victim = sorted((root / "anger").glob("*.png"))[0]
+    victim.write_bytes(victim.read_bytes()[:60])
+    return victim
+
+
+def test_unreadable_image_names_the_file(ckplus_root):
+    victim = _truncate_one_image(ckplus_root)
+    source = CkPlus(str(ckplus_root), SubjectSplit(val_fraction=0.2, test_fraction=0.2))
+    dm = EmotionDataModule(source, ["anger", "happiness"], ["image"], image_size=32)
+    with pytest.raises(DataError, match=victim.name):
+        dm.setup("fit")
+
+
+def test_skip_bad_warns_and_counts(ckplus_root, caplog):
+    victim = _truncate_one_image(ckplus_root)
+    source = CkPlus(str(ckplus_root), SubjectSplit(val_fraction=0.2, test_fraction=0.2))
+    dm = EmotionDataModule(source, ["anger", "happiness"], ["image"], image_size=32, skip_bad=True)
+    dm.setup("fit")
+    assert victim.name in caplog.text
+    assert "skipped 1 unreadable images" in caplog.text
+    kept = sum(len(split) for split in dm.encoded.values())
+    assert kept == 12 * 2 * 3 - 1
+    assert all(victim.name not in i for ids in dm.split_ids().values() for i in ids)

@@ -121,6 +121,7 @@ class EmotionDataModule(L.LightningDataModule):
         text_root: str | None = None,
         num_folds: int | None = None,
         fold: int = 0,
+        skip_bad: bool = False,
     ):
         # image_root, text_root, num_folds and fold are the user-facing data settings that the
         # `dataset` node reads through interpolation; they arrive here only to be accepted.
@@ -146,6 +147,7 @@ class EmotionDataModule(L.LightningDataModule):
         self.image_size = image_size
         self.mean, self.std = normalization_stats(normalization)
         self.augment = dict(augment or {})
+        self.skip_bad = skip_bad
         self.tokenizer = None
         self.records: dict[str, list[Record]] | None = None
         self.encoded: dict[str, EncodedSplit] = {}
@@ -197,8 +199,17 @@ class EmotionDataModule(L.LightningDataModule):
             return
         if "text" in self.modalities and self.tokenizer is None:
             raise RuntimeError("set datamodule.tokenizer before setup for a study that uses text")
+        skipped = 0
         for split, records in self.load_records().items():
-            self.encoded[split] = self._encode(records)
+            pixels = None
+            if "image" in self.modalities:
+                records, pixels = self._decode_images(records)
+                skipped += len(self.records[split]) - len(records)
+                self.records[split] = records
+            self.encoded[split] = self._encode(records, pixels)
+        if skipped:
+            log.warning("%s: skipped %d unreadable images (data.skip_bad=true)", self.name, skipped)
+            check_splits(self.records, self.label_space)
         pool = getattr(self.dataset, "train_text_pool", None)
         if pool is not None and "text" in self.modalities:
             self.encoded["train"].text_pool = self._encode_text_pool(pool())
@@ -211,13 +222,24 @@ class EmotionDataModule(L.LightningDataModule):
             encoded.append([torch.tensor(x, dtype=torch.long) for x in ids])
         return encoded
 
-    def _encode(self, records: list[Record]) -> EncodedSplit:
+    def _decode_images(self, records: list[Record]) -> tuple[list[Record], torch.Tensor]:
+        """Decode and resize every image once; with skip_bad, drop unreadable ones."""
+        kept, pixels = [], []
+        for r in records:
+            try:
+                pixels.append(load_pixels(r.image, self.image_size, r.origin or r.id))
+            except DataError as err:
+                if not self.skip_bad:
+                    raise
+                log.warning("skipping %s", err)
+                continue
+            kept.append(r)
+        empty = torch.empty(0, 3, self.image_size, self.image_size, dtype=torch.uint8)
+        return kept, torch.stack(pixels) if pixels else empty
+
+    def _encode(self, records: list[Record], pixels: torch.Tensor | None) -> EncodedSplit:
         labels = torch.tensor([self.label_space.index(r.label) for r in records], dtype=torch.long)
-        pixels = input_ids = None
-        if "image" in self.modalities:
-            pixels = torch.stack(
-                [load_pixels(r.image, self.image_size, r.origin or r.id) for r in records]
-            )
+        input_ids = None
         if "text" in self.modalities:
             encoded = self.tokenizer([r.text for r in records], truncation=True)["input_ids"]
             input_ids = [torch.tensor(ids, dtype=torch.long) for ids in encoded]
