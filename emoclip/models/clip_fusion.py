@@ -28,6 +28,7 @@ class ClipFusion(nn.Module):
         dropout: float = 0.1,
         freeze: str = "none",
         gradient_checkpointing: bool = False,
+        modality_dropout: float = 0.0,
     ):
         super().__init__()
         if freeze not in FREEZE_OPTIONS:
@@ -41,6 +42,9 @@ class ClipFusion(nn.Module):
             self._freeze(self.clip.text_model, self.clip.text_projection)
         if freeze in ("all", "image"):
             self._freeze(self.clip.vision_model, self.clip.visual_projection)
+        if not 0 <= modality_dropout <= 0.5:
+            raise ConfigError(f"model.network.modality_dropout={modality_dropout}; expected 0..0.5")
+        self.modality_dropout = modality_dropout
         self.embed_dim = self.clip.config.projection_dim
         self.head = classifier_head(2 * self.embed_dim, hidden_size, task.num_classes, dropout)
 
@@ -69,4 +73,16 @@ class ClipFusion(nn.Module):
 
     def forward(self, batch: dict) -> torch.Tensor:
         z_text, z_image = self.encode(batch)
+        if self.training and self.modality_dropout > 0:
+            z_text, z_image = self._drop_modalities(z_text, z_image)
         return self.head(torch.cat([z_text, z_image], dim=-1))
+
+    def _drop_modalities(self, z_text: torch.Tensor, z_image: torch.Tensor):
+        """Zero the text of a fraction p of the examples and the image of another p, as a
+        missing modality is zero: otherwise the head can lean on whichever modality is easier
+        to learn and never use the other."""
+        draw = torch.rand(z_text.shape[0], 1, device=z_text.device)
+        p = self.modality_dropout
+        return z_text.masked_fill(draw < p, 0.0), z_image.masked_fill(
+            (draw >= p) & (draw < 2 * p), 0.0
+        )
