@@ -189,6 +189,11 @@ class EmotionDataModule(L.LightningDataModule):
             )
 
     def train_texts(self) -> list[str]:
+        """The texts training can see: with label pairing, the whole training text pool."""
+        pool = getattr(self.dataset, "train_text_pool", None)
+        if pool is not None:
+            by_class = pool()
+            return [r.text for c in self.classes for r in by_class.get(c, [])]
         return [r.text for r in self.load_records()["train"] if r.text is not None]
 
     def split_ids(self) -> dict[str, list[str]]:
