@@ -110,9 +110,10 @@ def test_training_texts_are_redrawn_each_epoch(ckplus_root, dair_root):
     source = PairedByLabel(image, DairEmotion(str(dair_root)), seed=0)
     classes = ["anger", "happiness", "sadness", "surprise"]
     dm = EmotionDataModule(source, classes, ["text", "image"], batch_size=8, image_size=32)
-    dm.tokenizer = train_word_tokenizer(
-        dm.train_texts() + [r.text for r in source.train_text_pool()["anger"]]
-    )
+    # The vocabulary comes from every training text the epochs can draw, not one per image.
+    pool_texts = {r.text for c in classes for r in source.train_text_pool()[c]}
+    assert set(dm.train_texts()) == pool_texts
+    dm.tokenizer = train_word_tokenizer(dm.train_texts())
     dm.setup("fit")
     loader = dm.train_dataloader()
 
