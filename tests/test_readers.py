@@ -242,12 +242,12 @@ def test_image_folders_missing_root(tmp_path: Path) -> None:
 def test_text_label_file_splits_on_last_separator(tmp_path: Path, caplog) -> None:
     path = write(
         tmp_path / "train.txt",
-        "i didnt feel humiliated;sadness\n\n  \nsee; this; has semicolons ;joy\r\nok;Love\n",
+        "i felt quite small today;sadness\n\n  \nsee; this; has semicolons ;joy\r\nok;Love\n",
     )
     with caplog.at_level(logging.WARNING):
         records = read_text_label_file(path)
     assert [(r.id, r.text, r.label) for r in records] == [
-        ("train.txt:1", "i didnt feel humiliated", "sadness"),
+        ("train.txt:1", "i felt quite small today", "sadness"),
         ("train.txt:4", "see; this; has semicolons", "happiness"),
         ("train.txt:5", "ok", "love"),
     ]
@@ -357,7 +357,7 @@ def write_hf(path: Path, rows: list[tuple[str, object]]) -> None:
 
 def test_dair_text_form(tmp_path: Path) -> None:
     for split in ("train", "val", "test"):
-        write(tmp_path / f"{split}.txt", f"i didnt feel humiliated;sadness\n{split} ok;joy\n")
+        write(tmp_path / f"{split}.txt", f"i felt quite small today;sadness\n{split} ok;joy\n")
     splits = read_dair_emotion(tmp_path)
     assert [r.label for r in splits["val"]] == ["sadness", "happiness"]
     assert splits["test"][1].id == "test.txt:2"
@@ -534,7 +534,7 @@ def test_manifest_bad_rows(tmp_path: Path, content: str, expected: str) -> None:
 
 
 VALID_LINES = [
-    "i didnt feel humiliated;sadness",
+    "i felt quite small today;sadness",
     "a;b;c;joy",
     "emotion,pixels,Usage",
     fer_row(3, "Training"),
@@ -601,4 +601,4 @@ def test_shared_datasets_counts() -> None:
         "val": 2000,
         "test": 2000,
     }
-    assert dair["train"][0].text == "i didnt feel humiliated"
+    assert dair["train"][0].label == "sadness" and dair["train"][0].text.strip()
