@@ -22,12 +22,11 @@ from typing import Any
 import numpy as np
 
 from emoclip.data.labels import canonical_label
-from emoclip.data.records import SPLITS, Record
+from emoclip.data.records import SPLITS, Record, Splits
 from emoclip.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
-Splits = dict[str, list[Record]]
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm"})
 CKPLUS_EMOTIONS = ("anger", "contempt", "disgust", "fear", "happiness", "sadness", "surprise")

@@ -28,3 +28,6 @@ class Record:
     image: Path | np.ndarray | None = None
     group: str | None = None
     origin: str = ""
+
+
+Splits = dict[str, list[Record]]  # {"train": [...], "val": [...], "test": [...]}

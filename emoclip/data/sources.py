@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from emoclip.data.readers import read_ckplus, read_dair_emotion, read_manifest, read_table
-from emoclip.data.records import SPLITS, Record
-from emoclip.data.splits import Splits, grouped_kfold, grouped_split
+from emoclip.data.records import SPLITS, Record, Splits
+from emoclip.data.splits import grouped_kfold, grouped_split
 from emoclip.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -25,6 +25,13 @@ def _require_root(root: str | None, key: str, what: str) -> Path:
     if not root:
         raise ConfigError(f"{key} is not set: point it at {what}, e.g. {key}=/data/path")
     return Path(root).expanduser()
+
+
+def _by_label(records: list[Record]) -> dict[str, list[Record]]:
+    grouped: dict[str, list[Record]] = defaultdict(list)
+    for r in records:
+        grouped[r.label].append(r)
+    return dict(grouped)
 
 
 class SubjectSplit:
@@ -49,16 +56,9 @@ class SubjectSplit:
             )
         return grouped_split(records, self.val_fraction, self.test_fraction, seed=self.seed)
 
-    def describe(self) -> str:
-        if self.num_folds:
-            return f"subject-grouped {self.num_folds}-fold CV, fold {self.fold}"
-        return f"subject-grouped split (val {self.val_fraction:g}, test {self.test_fraction:g})"
-
 
 class CkPlus:
     """CK+ images, as distributed or as class folders (CK+48); split by subject."""
-
-    protocol = "subject-grouped"
 
     def __init__(
         self,
@@ -73,9 +73,6 @@ class CkPlus:
     def splits(self) -> Splits:
         return self.split(read_ckplus(self.root, self.peak_frames, self.include_neutral))
 
-    def describe(self) -> str:
-        return f"CK+ at {self.root}, {self.split.describe()}"
-
 
 class DairEmotion:
     """DAIR-AI emotion text, with its given train/val/test."""
@@ -85,9 +82,6 @@ class DairEmotion:
 
     def splits(self) -> Splits:
         return read_dair_emotion(self.root)
-
-    def describe(self) -> str:
-        return f"DAIR-AI emotion at {self.root}, given split"
 
 
 class TextTable:
@@ -112,9 +106,6 @@ class TextTable:
             for split, path in self.files.items()
         }
 
-    def describe(self) -> str:
-        return f"text tables {self.files}, given split"
-
 
 class Manifest:
     """A manifest of (image and/or text, label, group[, split]); without a split column the
@@ -127,9 +118,6 @@ class Manifest:
     def splits(self) -> Splits:
         records = read_manifest(self.path, self.allow_absolute)
         return records if isinstance(records, dict) else self.split(records)
-
-    def describe(self) -> str:
-        return f"manifest {self.path}"
 
 
 class PairedByLabel:
@@ -153,18 +141,13 @@ class PairedByLabel:
         return self._text_splits
 
     def train_text_pool(self) -> dict[str, list[Record]]:
-        pool: dict[str, list[Record]] = defaultdict(list)
-        for r in self._texts()["train"]:
-            pool[r.label].append(r)
-        return dict(pool)
+        return _by_label(self._texts()["train"])
 
     def splits(self) -> Splits:
         images, texts = self.image.splits(), self._texts()
         paired: Splits = {}
         for index, split in enumerate(SPLITS):
-            pool: dict[str, list[Record]] = defaultdict(list)
-            for r in texts[split]:
-                pool[r.label].append(r)
+            pool = _by_label(texts[split])
             rng = np.random.default_rng([self.seed, index])
             order = {label: list(rng.permutation(len(rs))) for label, rs in pool.items()}
             unpaired = Counter(r.label for r in images[split] if r.label not in pool)
@@ -188,6 +171,3 @@ class PairedByLabel:
                     )
                 )
         return paired
-
-    def describe(self) -> str:
-        return f"{self.image.describe()}; paired by label with {self.text.describe()}"

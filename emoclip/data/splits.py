@@ -15,10 +15,8 @@ import numpy as np
 from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold, StratifiedKFold
 
 from emoclip.data.labels import LabelSpace
-from emoclip.data.records import Record
+from emoclip.data.records import Record, Splits
 from emoclip.errors import ConfigError, DataError
-
-Splits = dict[str, list[Record]]
 
 
 def grouped_split(
