@@ -101,9 +101,17 @@ class EmotionClassifier(L.LightningModule):
         return self.network(batch)
 
     def _step(self, batch: dict, scope: str) -> torch.Tensor:
-        logits = self(batch)
-        loss = self.loss_fn(logits.float(), batch["labels"])
-        self.scores[f"{scope}_"].update(logits, batch["labels"], loss)
+        labels = batch["labels"]
+        unimodal_weight = getattr(self.network, "unimodal_loss_weight", 0.0)
+        if scope == "train" and unimodal_weight > 0:
+            logits, unimodal = self.network(batch, with_unimodal=True)
+            loss = self.loss_fn(logits.float(), labels)
+            auxiliary = torch.stack([self.loss_fn(u.float(), labels) for u in unimodal.values()])
+            loss = loss + unimodal_weight * auxiliary.mean()
+        else:
+            logits = self(batch)
+            loss = self.loss_fn(logits.float(), labels)
+        self.scores[f"{scope}_"].update(logits, labels, loss)
         return loss
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
