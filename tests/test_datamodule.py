@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from emoclip.data.datamodule import EmotionDataModule
+from emoclip.data.images import augment
 from emoclip.data.synthetic import SyntheticEmotions
 from emoclip.data.tokenizer import train_word_tokenizer
 from emoclip.errors import ConfigError, DataError
@@ -76,6 +77,19 @@ def test_augmentation_only_while_training():
     augmented = dm.on_after_batch_transfer(dict(raw), 0)["pixel_values"]
     assert plain.shape == augmented.shape
     assert not torch.allclose(plain, augmented)
+
+
+def test_translation_shifts_the_image_content():
+    x = torch.zeros(64, 1, 16, 16)
+    x[:, :, 6:10, 6:10] = 1.0
+    torch.manual_seed(0)
+    shifted = augment(x, max_rotation=0, hflip_p=0, max_translation=0.25)
+    rows = torch.arange(16.0).view(1, 1, 16, 1)
+    centre = (shifted * rows).sum((1, 2, 3)) / shifted.sum((1, 2, 3))
+    assert centre.std() > 0.5  # the square moved, by different amounts per example
+    assert (centre - 7.5).abs().max() <= 0.25 * 16 + 0.5
+    unchanged = augment(x, max_rotation=0, hflip_p=0, max_translation=0.0)
+    torch.testing.assert_close(unchanged, x)
 
 
 def test_classes_outside_the_study_are_dropped():

@@ -84,22 +84,29 @@ def normalize(
     return (x - mean_t) / std_t
 
 
-def augment(x: torch.Tensor, max_rotation: float = 10.0, hflip_p: float = 0.5) -> torch.Tensor:
-    """Random rotation (uniform in +-max_rotation degrees) and horizontal flip, per example.
+def augment(
+    x: torch.Tensor,
+    max_rotation: float = 10.0,
+    hflip_p: float = 0.5,
+    max_translation: float = 0.0,
+) -> torch.Tensor:
+    """Random rotation (uniform in +-max_rotation degrees), horizontal flip and shift (uniform in
+    +-max_translation of the image side, each axis), per example.
 
     Uses torch's global generator, which `seed_everything` seeds, so runs are repeatable.
-    Pixels rotated in from outside the image take the value 0 (mid-grey after 0.5 norm).
+    Pixels moved in from outside the image take the value 0 (mid-grey after 0.5 norm).
     """
     b = x.shape[0]
     if hflip_p > 0:
         flip = torch.rand(b, device=x.device) < hflip_p
         x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
-    if max_rotation > 0:
+    if max_rotation > 0 or max_translation > 0:
         angle = (torch.rand(b, device=x.device) * 2 - 1) * math.radians(max_rotation)
+        # affine_grid's coordinates span [-1, 1]: a shift of t image sides is 2t.
+        shift = (torch.rand(b, 2, device=x.device) * 2 - 1) * 2 * max_translation
         cos, sin = torch.cos(angle), torch.sin(angle)
-        zero = torch.zeros_like(cos)
         theta = torch.stack(
-            [torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1
+            [torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1
         )
         grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
         x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
