@@ -1,6 +1,7 @@
 """Benchmarks on the real datasets (issue 3): not part of CI; about an hour on 2 CPU cores.
 
     python bench/real_data.py [--datasets ../shared/datasets] [--only dair|ckplus|paired]
+    python bench/real_data.py --suite fusions   # issue 6: the four fusions, same paired data
 
 Runs each study through the real entry point (`python -m emoclip.train ...`), one run folder
 per seed or fold under bench/out/, then writes mean and standard deviation over seeds or folds
@@ -23,9 +24,19 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 OUT = BENCH / "out" / "real_data"
 RESULTS = BENCH / "RESULTS.md"
-BEGIN, END = "<!-- real-data:begin -->", "<!-- real-data:end -->"
 QUIET = ["callbacks.progress_bar.refresh_rate=0", "trainer.enable_model_summary=false"]
 REPORT_VAL_ACC = 0.273  # the report's final validation accuracy (its Table 1, epoch 5)
+
+
+# The paired studies' shared recipe. Data: the same for the fusion and both baselines.
+PAIRED_DATA = ["data.augment.max_translation=0.1"]
+# Training of the fusion model: the auxiliary per-modality losses make the image tower learn
+# (without them the head uses the text and the tiny ViT stays near chance).
+FUSION_TRAINING = [
+    "model.network.unimodal_loss_weight=1.0",
+    "trainer.max_epochs=25",
+    "callbacks.early_stopping.patience=8",
+]
 
 
 @dataclass
@@ -41,10 +52,11 @@ def studies(datasets: Path) -> list[Study]:
     ck = f"data.image_root={datasets / 'ckplus48'}"
     dair = f"data.text_root={datasets / 'dair_emotion'}"
     seeds = [[f"seed={s}"] for s in (1, 2, 3)]
-    paired = ["experiment=paper_tiny", ck, dair]
-    # The baselines see the same paired study (data, classes, split, pairing seed) but one
-    # modality; paper_tiny itself pins the CLIP backbone, so they start from its data config.
-    paired_data = ["data=ckplus_dair", ck, dair]
+    paired = ["experiment=paper_tiny", ck, dair, *PAIRED_DATA, *FUSION_TRAINING]
+    # The baselines see the same paired study (data, classes, split, pairing seed,
+    # augmentation) but one modality; paper_tiny itself pins the CLIP backbone, so they start
+    # from its data config.
+    paired_data = ["data=ckplus_dair", ck, dair, *PAIRED_DATA]
     ablation = ["test/acc", "test/f1_macro", "test_text_only/acc", "test_image_only/acc"]
     return [
         Study(
@@ -75,7 +87,7 @@ def studies(datasets: Path) -> list[Study]:
         Study(
             "paired_fusion",
             "CLIP fusion (tiny CLIP from scratch), CK+48 x DAIR (5 classes)",
-            [*paired, "trainer.max_epochs=25", "callbacks.early_stopping.patience=8"],
+            paired,
             seeds,
             ablation,
         ),
@@ -103,6 +115,27 @@ def studies(datasets: Path) -> list[Study]:
             ],
             seeds,
         ),
+    ]
+
+
+def fusion_studies(datasets: Path) -> list[Study]:
+    """The four fusions on the paired study of `studies`, same recipe, data and seeds."""
+    paired = next(s for s in studies(datasets) if s.key == "paired_fusion")
+    titles = {
+        "concat": "concatenation (the report's)",
+        "late": "late (average of per-modality logits)",
+        "gated": "gated multimodal unit",
+        "cross_attention": "cross-attention over tokens and patches",
+    }
+    return [
+        Study(
+            f"fusion_{name}",
+            f"Tiny-CLIP fusion, {title}",
+            [*paired.overrides, f"model/fusion={name}"],
+            paired.variants,
+            paired.metrics,
+        )
+        for name, title in titles.items()
     ]
 
 
@@ -141,10 +174,15 @@ def summarise(study: Study, runs: list[dict]) -> dict[str, tuple[float, float]]:
     return out
 
 
-def markdown(results: list[tuple[Study, dict, float]]) -> str:
+def markers(suite: str) -> tuple[str, str]:
+    return f"<!-- {suite}:begin -->", f"<!-- {suite}:end -->"
+
+
+def markdown(suite: str, results: list[tuple[Study, dict, float]]) -> str:
+    begin, end = markers(suite)
     lines = [
-        BEGIN,
-        "## Real data (issue 3): `python bench/real_data.py`",
+        begin,
+        f"## {SUITES[suite][0]}",
         "",
         "Mean +- standard deviation over seeds 1, 2, 3 (or over the 10 folds), test split.",
         f"The report's final validation accuracy was **{REPORT_VAL_ACC}** (ViT-B/32 CLIP, its",
@@ -172,15 +210,16 @@ def markdown(results: list[tuple[Study, dict, float]]) -> str:
         lines.append(
             f"- {study.title}: `emoclip-train {' '.join(study.overrides)}` with {variants}"
         )
-    lines.append(END)
+    lines.append(end)
     return "\n".join(lines)
 
 
-def write_results(section: str) -> None:
+def write_results(suite: str, section: str) -> None:
+    begin, end = markers(suite)
     text = RESULTS.read_text() if RESULTS.is_file() else "# Benchmark results\n"
-    if BEGIN in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + section + rest.split(END, 1)[1]
+    if begin in text:
+        head, rest = text.split(begin, 1)
+        text = head + section + rest.split(end, 1)[1]
     else:
         text = text.rstrip() + "\n\n" + section + "\n"
     RESULTS.write_text(text)
@@ -189,6 +228,7 @@ def write_results(section: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", type=Path, default=REPO.parent / "shared" / "datasets")
+    parser.add_argument("--suite", choices=sorted(SUITES), default="real-data")
     parser.add_argument("--only", nargs="*", help="study keys to run (default: all)")
     args = parser.parse_args()
     datasets = args.datasets.resolve()
@@ -198,15 +238,24 @@ def main() -> None:
             "pass --datasets PATH"
         )
     results = []
-    for study in studies(datasets):
+    for study in SUITES[args.suite][1](datasets):
         if args.only and not any(study.key.startswith(k) for k in args.only):
             continue
         runs = [run(study, variant) for variant in study.variants]
         results.append((study, summarise(study, runs), sum(r["seconds"] for r in runs) / 60))
-    section = markdown(results)
+    section = markdown(args.suite, results)
     print(section)
     if not args.only:
-        write_results(section)
+        write_results(args.suite, section)
+
+
+SUITES = {
+    "real-data": ("Real data (issue 3): `python bench/real_data.py`", studies),
+    "fusions": (
+        "Fusion methods (issue 6): `python bench/real_data.py --suite fusions`",
+        fusion_studies,
+    ),
+}
 
 
 if __name__ == "__main__":
