@@ -1,4 +1,4 @@
-"""The run folder's figures: training curves and confusion matrices."""
+"""Figures: a run folder's training curves and confusion matrices, and a comparison report's."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def plot_curves(history: Sequence[dict], path: Path) -> None:
@@ -27,27 +28,19 @@ def plot_curves(history: Sequence[dict], path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend()
     axes[1].set_ylim(0, 1)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
 
 
-def plot_confusion(
-    matrix: Sequence[Sequence[int]], classes: Sequence[str], path: Path, title: str
-) -> None:
-    """Counts in each cell; colour by row-normalised rate so rare classes stay readable."""
-    counts = np.asarray(matrix, dtype=float)
-    rates = counts / np.clip(counts.sum(axis=1, keepdims=True), 1, None)
+def _draw_confusion(ax, rates: np.ndarray, cells: list[list[str]], classes: Sequence[str]):
+    """Colour by row-normalised rate, write `cells` on top; returns the image for a colorbar."""
     n = len(classes)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.8 * n, 0.8 + 0.7 * n))
     image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
     for i in range(n):
         for j in range(n):
             ax.text(
                 j,
                 i,
-                f"{int(counts[i, j])}",
+                cells[i][j],
                 ha="center",
                 va="center",
                 color="white" if rates[i, j] > 0.5 else "black",
@@ -57,8 +50,72 @@ def plot_confusion(
     ax.set_yticks(range(n), classes)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
+    return image
+
+
+def normalise_rows(matrix: Sequence[Sequence[float]]) -> np.ndarray:
+    """Each true class's row as fractions of that class (an empty row stays zero)."""
+    counts = np.asarray(matrix, dtype=float)
+    return counts / np.clip(counts.sum(axis=1, keepdims=True), 1, None)
+
+
+def plot_confusion(
+    matrix: Sequence[Sequence[int]], classes: Sequence[str], path: Path, title: str
+) -> None:
+    """Counts in each cell; colour by row-normalised rate so rare classes stay readable."""
+    counts = np.asarray(matrix, dtype=float)
+    n = len(classes)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.8 * n, 0.8 + 0.7 * n))
+    cells = [[f"{int(counts[i, j])}" for j in range(n)] for i in range(n)]
+    image = _draw_confusion(ax, normalise_rows(counts), cells, classes)
     ax.set_title(title)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of true class")
+    _save(fig, path)
+
+
+def plot_confusion_grid(
+    panels: Sequence[tuple[str, np.ndarray, Sequence[str]]], path: Path, columns: int = 3
+) -> None:
+    """One normalised confusion matrix per (title, rates, classes) panel, rates in the cells."""
+    columns = min(columns, len(panels))
+    rows = -(-len(panels) // columns)
+    n = max(len(classes) for _, _, classes in panels)
+    size = (1.0 + 0.8 * n, 1.2 + 0.7 * n)
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(size[0] * columns, size[1] * rows), squeeze=False
+    )
+    for ax, (title, rates, classes) in zip(axes.flat, panels, strict=False):
+        k = len(classes)
+        cells = [[f"{rates[i, j]:.2f}" for j in range(k)] for i in range(k)]
+        _draw_confusion(ax, rates, cells, classes)
+        ax.set_title(title, fontsize=9)
+    for ax in axes.flat[len(panels) :]:
+        ax.axis("off")
+    _save(fig, path)
+
+
+def plot_overlaid_curves(
+    curves: dict[str, dict[str, Sequence[float]]], metrics: Sequence[str], path: Path
+) -> None:
+    """One subplot per metric, one line per label: curves[label][metric] is a value per epoch
+    (NaN where no value)."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 4), squeeze=False)
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        for label, values in curves.items():
+            series = values.get(metric, [])
+            if len(series):
+                ax.plot(range(1, len(series) + 1), series, "-o", markersize=3, label=label)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel(metric)
+        ax.set_title(f"{metric} per epoch (mean over runs)")
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def _save(fig, path: Path) -> None:
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)

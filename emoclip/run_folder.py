@@ -1,12 +1,17 @@
-"""What a run leaves for its user: metrics.json, splits.json and the plots."""
+"""What a run leaves for its user (metrics.json, splits.json, plots), and reading it back."""
 
 from __future__ import annotations
 
+import csv
 import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from emoclip.errors import DataError
 from emoclip.plots import plot_confusion, plot_curves
+
+METRICS_FILE = "metrics.json"
+CONFIG_FILE = Path(".hydra") / "config.yaml"
 
 
 def write_results(
@@ -16,13 +21,16 @@ def write_results(
     history: Sequence[dict] = (),
     split_ids: dict[str, list[str]] | None = None,
 ) -> dict:
-    """Write metrics.json (flat `stage/metric` keys) and the plots; return the metrics."""
+    """Write metrics.json (flat `stage/metric` keys, and the per-epoch `history` of training)
+    and the plots; return the metrics."""
     run_dir.mkdir(parents=True, exist_ok=True)
     metrics: dict = {"classes": list(classes)}
     for scope, values in results.items():
         if scope != "train":  # val, test, and test ablations such as test_text_only
             metrics.update(values)
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    if history:
+        metrics["history"] = list(history)
+    (run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
     if split_ids is not None:
         (run_dir / "splits.json").write_text(json.dumps(split_ids, indent=1) + "\n")
     if history:
@@ -50,3 +58,47 @@ def summary(run_dir: Path, metrics: dict) -> str:
                 f"loss {metrics[f'{stage}/loss']:.4f}"
             )
     return "\n".join(lines)
+
+
+def is_run_folder(path: Path) -> bool:
+    """A finished run: its composed config and its metrics.json."""
+    return (path / METRICS_FILE).is_file() and (path / CONFIG_FILE).is_file()
+
+
+def read_metrics(run_dir: Path) -> dict:
+    """metrics.json of a run folder, checked for what every finished run has."""
+    path = run_dir / METRICS_FILE
+    try:
+        metrics = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DataError(f"{path}: not a readable metrics.json ({err})") from err
+    if not isinstance(metrics, dict):
+        raise DataError(f"{path}: expected a JSON object of metrics, got {type(metrics).__name__}")
+    missing = [key for key in ("classes", "test/acc", "test/f1_macro") if key not in metrics]
+    if missing:
+        raise DataError(f"{path}: missing {', '.join(missing)}; is it a finished run's metrics?")
+    return metrics
+
+
+def read_history(run_dir: Path, metrics: dict) -> list[dict]:
+    """Per-epoch training history: metrics.json's, else rebuilt from the csv logger's
+    metrics.csv (older run folders), else none."""
+    if "history" in metrics:
+        return list(metrics["history"])
+    path = run_dir / "metrics.csv"
+    if not path.is_file():
+        return []
+    with path.open(newline="") as file:
+        rows = [row for row in csv.DictReader(file) if row.get("epoch")]
+    # The validation after fit (of the best checkpoint) is logged one epoch past the last
+    # trained one: keep the epochs that trained.
+    trained = {row["epoch"] for row in rows if row.get("train/acc")}
+    epochs: dict[int, dict] = {}
+    try:
+        for row in rows:
+            if row["epoch"] in trained:
+                values = {k: float(v) for k, v in row.items() if v and "/" in k}
+                epochs.setdefault(int(row["epoch"]), {}).update(values)
+    except ValueError as err:
+        raise DataError(f"{path}: not a metrics.csv of numbers ({err})") from err
+    return [{"epoch": epoch, **epochs[epoch]} for epoch in sorted(epochs)]

@@ -1,0 +1,87 @@
+"""A report as a list of blocks, written as Markdown or as a self-contained HTML page.
+
+Blocks: ("h1" | "h2", text), ("p", text), ("ul", [text, ...]), ("table", headers, rows),
+("img", relative path, alt text). In text, `code` spans become <code> in HTML.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+Block = tuple
+
+_CODE = re.compile(r"`([^`]+)`")
+
+
+def to_markdown(blocks: list[Block]) -> str:
+    parts = []
+    for kind, *body in blocks:
+        if kind == "h1":
+            parts.append(f"# {body[0]}")
+        elif kind == "h2":
+            parts.append(f"## {body[0]}")
+        elif kind == "p":
+            parts.append(body[0])
+        elif kind == "ul":
+            parts.append("\n".join(f"- {item}" for item in body[0]))
+        elif kind == "table":
+            headers, rows = body
+            lines = [_md_row(headers), "| " + " | ".join("---" for _ in headers) + " |"]
+            lines += [_md_row(row) for row in rows]
+            parts.append("\n".join(lines))
+        elif kind == "img":
+            parts.append(f"![{body[1]}]({body[0]})")
+        else:
+            raise ValueError(f"unknown block kind {kind!r}")
+    return "\n\n".join(parts) + "\n"
+
+
+def _md_row(cells) -> str:
+    return "| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
+
+
+def _inline(text: str) -> str:
+    return _CODE.sub(r"<code>\1</code>", html.escape(str(text)))
+
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 75em; padding: 0 1em; }
+table { border-collapse: collapse; margin: 1em 0; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left; }
+th { background: #f3f3f3; }
+td { font-variant-numeric: tabular-nums; }
+img { max-width: 100%; }
+code { background: #f3f3f3; padding: 0 0.2em; }
+"""
+
+
+def to_html(blocks: list[Block]) -> str:
+    title = next((body[0] for kind, *body in blocks if kind == "h1"), "report")
+    parts = []
+    for kind, *body in blocks:
+        if kind in ("h1", "h2"):
+            parts.append(f"<{kind}>{_inline(body[0])}</{kind}>")
+        elif kind == "p":
+            parts.append(f"<p>{_inline(body[0])}</p>")
+        elif kind == "ul":
+            parts.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in body[0]) + "</ul>")
+        elif kind == "table":
+            headers, rows = body
+            head = "".join(f"<th>{_inline(h)}</th>" for h in headers)
+            lines = ["<table>", f"<tr>{head}</tr>"]
+            lines += [
+                "<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>" for row in rows
+            ]
+            parts.append("\n".join([*lines, "</table>"]))
+        elif kind == "img":
+            src, alt = (html.escape(str(x), quote=True) for x in body)
+            parts.append(f'<p><img src="{src}" alt="{alt}"></p>')
+        else:
+            raise ValueError(f"unknown block kind {kind!r}")
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>{html.escape(title)}</title>\n<style>{_STYLE}</style>\n</head>\n<body>\n"
+        + "\n".join(parts)
+        + "\n</body>\n</html>\n"
+    )

@@ -1,0 +1,450 @@
+"""Compare runs: `emoclip-report PATH [PATH ...]` (or `python -m emoclip.report`).
+
+Reads every run folder (metrics.json + .hydra/config.yaml) under the given paths, groups the
+runs whose composed configs differ only in seed, fold or output paths into one configuration,
+and writes report.md and report.html (with two PNGs) summarising each configuration as a row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from emoclip.cli import run_reporting_errors
+from emoclip.document import Block, to_html, to_markdown
+from emoclip.errors import DataError
+from emoclip.plots import normalise_rows, plot_confusion_grid, plot_overlaid_curves
+from emoclip.run_folder import CONFIG_FILE, is_run_folder, read_history, read_metrics
+
+# Config keys (and key prefixes) in which the runs of one configuration may differ.
+REPLICATE_KEYS = ("seed", "data.fold", "paths", "ckpt_path", "hydra")
+CURVE_METRICS = ("val/acc", "val/f1_macro")
+CONFUSION_PNG, CURVES_PNG = "report_confusion.png", "report_curves.png"
+
+
+@dataclass
+class Run:
+    path: Path
+    config: DictConfig
+    metrics: dict
+    history: list[dict]
+    identity: dict[str, str] = field(init=False)  # dotted key -> unresolved value, as JSON
+
+    def __post_init__(self):
+        flat = _flatten(OmegaConf.to_container(self.config, resolve=False))
+        self.identity = {k: v for k, v in flat.items() if not _is_replicate_key(k)}
+
+
+@dataclass
+class Configuration:
+    runs: list[Run]
+    columns: dict[str, str] = field(default_factory=dict)  # column name -> shown value
+
+    def values(self, key: str) -> list[float]:
+        """The metric of every run; none if some run lacks it (no mean over a subset)."""
+        if not all(key in run.metrics for run in self.runs):
+            return []
+        return [run.metrics[key] for run in self.runs]
+
+
+def _is_replicate_key(key: str) -> bool:
+    return any(key == k or key.startswith(f"{k}.") for k in REPLICATE_KEYS)
+
+
+def _flatten(node: Any, prefix: str = "") -> dict[str, str]:
+    if isinstance(node, dict) and node:
+        flat: dict[str, str] = {}
+        for key, value in node.items():
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        return flat
+    return {prefix[:-1]: json.dumps(node, sort_keys=True)}
+
+
+def find_run_folders(paths: Sequence[Path]) -> tuple[list[Path], list[Path]]:
+    """The run folders under the paths (each may be a run folder itself), and the folders
+    that have a composed config but no metrics.json (runs that did not finish)."""
+    found: dict[Path, None] = {}
+    unfinished: dict[Path, None] = {}
+    for path in paths:
+        if not path.is_dir():
+            raise DataError(f"{path}: no such folder (expected a run folder or a sweep folder)")
+        candidates = [path, *(c.parent.parent for c in path.rglob(str(CONFIG_FILE)))]
+        runs = [c for c in candidates if is_run_folder(c)]
+        if not runs:
+            raise DataError(
+                f"{path}: no run folders found (a run folder holds metrics.json and {CONFIG_FILE})"
+            )
+        found.update(dict.fromkeys(c.resolve() for c in runs))
+        unfinished.update(
+            dict.fromkeys(c.resolve() for c in candidates[1:] if not is_run_folder(c))
+        )
+    return sorted(found, key=_natural_key), sorted(unfinished, key=_natural_key)
+
+
+def _natural_key(path: Path) -> list:
+    """Sweep job folders 0, 1, ..., 10 in numeric order."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]
+
+
+def load_run(path: Path) -> Run:
+    config_path = path / CONFIG_FILE
+    try:
+        config = OmegaConf.load(config_path)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, OmegaConfBaseException) as err:
+        raise DataError(f"{config_path}: not a readable config ({err})") from err
+    if not isinstance(config, DictConfig):
+        raise DataError(f"{config_path}: expected a mapping of config keys")
+    metrics = read_metrics(path)
+    return Run(path, config, metrics, read_history(path, metrics))
+
+
+def _get(config: DictConfig, key: str) -> Any:
+    """The resolved value at a dotted key (None if absent); the raw one where only Hydra
+    could resolve it (e.g. ${hydra:runtime.output_dir})."""
+    try:
+        value = OmegaConf.select(config, key)
+    except OmegaConfBaseException:
+        value = OmegaConf.to_container(config, resolve=False)
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+    if isinstance(value, DictConfig | ListConfig):
+        value = OmegaConf.to_container(value, resolve=False)
+    return value
+
+
+def _short_target(node: Any) -> str:
+    target = node.get("_target_", "") if isinstance(node, DictConfig) else ""
+    return str(target).rsplit(".", 1)[-1]
+
+
+def split_protocol(config: DictConfig, folds: Sequence[int] = ()) -> str:
+    """How the data of a run became train/val/test, from its data config."""
+    dataset = OmegaConf.select(config, "data.dataset")
+    if not isinstance(dataset, DictConfig):
+        return "unknown (no data config)"
+    return _source_protocol(dataset, folds)
+
+
+def _source_protocol(source: DictConfig, folds: Sequence[int]) -> str:
+    kind = _short_target(source)
+    if kind == "SyntheticEmotions":
+        return "generated (synthetic)"
+    if kind in ("DairEmotion", "TextTable"):
+        return "given split"
+    if kind == "PairedByLabel":
+        image = _source_protocol(source.image, folds)
+        return f"images: {image}; texts: {_source_protocol(source.text, folds)}"
+    if "split" in source:
+        num_folds = source.split.get("num_folds")
+        if num_folds:
+            ran = ", ".join(str(f) for f in sorted(set(folds)))
+            protocol = f"{num_folds} folds by subject (folds run: {ran})"
+        else:
+            protocol = "subject-grouped"
+        if kind == "Manifest":
+            protocol += ", unless the manifest gives splits"
+        return protocol
+    return f"as {kind or 'its source'} gives it"
+
+
+DESCRIPTOR_COLUMNS = ("model", "backbone", "fusion", "freeze", "data")
+
+
+def describe(config: DictConfig) -> dict[str, str]:
+    """The DESCRIPTOR_COLUMNS of a configuration: what a reader compares runs by."""
+    backbone = _get(config, "model.backbone")
+    fusion = _get(config, "model.fusion._target_")
+    return {
+        "model": _shown(_get(config, "model.name")),
+        "backbone": "–"
+        if backbone is None
+        else _shown(_get(config, "model.backbone.name_or_path") or "tiny (random init)"),
+        "fusion": "–" if fusion is None else _snake(str(fusion).rsplit(".", 1)[-1]),
+        "freeze": _shown(_get(config, "model.network.freeze")),
+        "data": _shown(_get(config, "data.name")),
+    }
+
+
+def _snake(class_name: str) -> str:
+    name = class_name.removesuffix("Fusion")
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_shown(v) for v in value) + "]"
+    return str(value)
+
+
+def group_runs(runs: Sequence[Run]) -> list[Configuration]:
+    """One configuration per distinct config (up to replicate keys), in order of first run;
+    its columns: describe()'s, the split protocol, and any other key that differs between
+    configurations describe() alone would not tell apart."""
+    groups: dict[tuple, list[Run]] = {}
+    for run in runs:
+        groups.setdefault(tuple(sorted(run.identity.items())), []).append(run)
+    configurations = []
+    for members in groups.values():
+        folds = [f for f in (_get(r.config, "data.fold") for r in members) if f is not None]
+        columns = describe(members[0].config)
+        columns["split protocol"] = split_protocol(members[0].config, folds)
+        configurations.append(Configuration(members, columns))
+    by_description: dict[tuple, list[Configuration]] = {}
+    for conf in configurations:
+        by_description.setdefault(tuple(conf.columns.values()), []).append(conf)
+    extra_keys: list[str] = []
+    for alike in by_description.values():
+        for key in sorted({k for c in alike for k in c.runs[0].identity}):
+            values = {c.runs[0].identity.get(key) for c in alike}
+            if len(values) > 1 and key not in extra_keys:
+                extra_keys.append(key)
+    for conf in configurations:
+        for key in extra_keys:
+            conf.columns[key] = _shown(_get(conf.runs[0].config, key))
+    return configurations
+
+
+def fold_common_columns(
+    configurations: Sequence[Configuration],
+) -> tuple[list[str], dict[str, str]]:
+    """Split the columns into those that vary between rows and those common to all rows."""
+    names = list(configurations[0].columns)
+    varying = [n for n in names if len({c.columns[n] for c in configurations}) > 1]
+    common = {n: configurations[0].columns[n] for n in names if n not in varying}
+    return varying, common
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean, and sample standard deviation (n - 1; NaN for a single run)."""
+    array = np.asarray(values, dtype=float)
+    return float(array.mean()), float(array.std(ddof=1)) if len(array) > 1 else float("nan")
+
+
+def format_mean_std(values: Sequence[float]) -> str:
+    if not values:
+        return "–"
+    mean, std = mean_std(values)
+    return f"{mean:.4f}" if np.isnan(std) else f"{mean:.4f} ± {std:.4f}"
+
+
+def _label(index: int, conf: Configuration, varying: Sequence[str]) -> str:
+    """`#index` and what sets the row apart, for the tables and figures after the first."""
+    shown = [
+        conf.columns[n] if n in ("model", "data") else f"{n}={conf.columns[n]}"
+        for n in varying
+        if n != "split protocol" and conf.columns[n] != "–"
+    ]
+    return f"#{index} " + ", ".join(shown)
+
+
+def mean_curves(conf: Configuration) -> dict[str, np.ndarray]:
+    """Each validation metric per epoch, the mean over the runs that reached that epoch."""
+    curves = {}
+    for metric in CURVE_METRICS:
+        series = [[row.get(metric, np.nan) for row in run.history] for run in conf.runs]
+        length = max((len(s) for s in series), default=0)
+        if length == 0:
+            continue
+        padded = np.full((len(series), length), np.nan)
+        for i, s in enumerate(series):
+            padded[i, : len(s)] = s
+        counts = (~np.isnan(padded)).sum(axis=0)
+        if counts.any():
+            with np.errstate(invalid="ignore"):  # 0 / 0: no run has that epoch, NaN
+                curves[metric] = np.nansum(padded, axis=0) / counts
+    return curves
+
+
+def mean_confusion(conf: Configuration) -> np.ndarray | None:
+    """The mean over runs of each run's row-normalised test confusion matrix."""
+    matrices = [run.metrics.get("test/confusion_matrix") for run in conf.runs]
+    if any(m is None for m in matrices):
+        return None
+    return np.mean([normalise_rows(m) for m in matrices], axis=0)
+
+
+def build_report(
+    runs: Sequence[Run], out_dir: Path, sources: Sequence[Path], unfinished: Sequence[Path]
+) -> list[Block]:
+    """The report's blocks; writes its two figures into out_dir."""
+    configurations = group_runs(runs)
+    varying, common = fold_common_columns(configurations)
+    labels = [_label(i, c, varying) for i, c in enumerate(configurations, start=1)]
+    blocks: list[Block] = [
+        ("h1", "emoclip comparison report"),
+        (
+            "p",
+            f"{_count(len(runs), 'run')} in {_count(len(configurations), 'configuration')}, "
+            "from "
+            + ", ".join(f"`{p}`" for p in sources)
+            + ". The runs of a row differ only in `seed`, `data.fold` or output paths. "
+            "Metrics are on each run's test split (best checkpoint); "
+            "mean ± sample standard deviation over the runs of the row.",
+        ),
+    ]
+    if common:
+        blocks.append(("p", "Common to all rows:"))
+        blocks.append(("ul", [f"`{name}`: {value}" for name, value in common.items()]))
+
+    headers = ["row", *varying, "runs", "test acc", "test macro-F1"]
+    rows = [
+        [
+            f"#{i}",
+            *(c.columns[n] for n in varying),
+            str(len(c.runs)),
+            format_mean_std(c.values("test/acc")),
+            format_mean_std(c.values("test/f1_macro")),
+        ]
+        for i, c in enumerate(configurations, start=1)
+    ]
+    blocks += [("h2", "Results"), ("table", headers, rows)]
+
+    classes = list(dict.fromkeys(k for c in configurations for k in c.runs[0].metrics["classes"]))
+    rows = []
+    for label, conf in zip(labels, configurations, strict=True):
+        cells = []
+        for name in classes:
+            values = conf.values(f"test/f1_{name}")
+            cells.append(f"{np.mean(values):.4f}" if values else "–")
+        rows.append([label, *cells])
+    blocks += [("h2", "Per-class F1 (test, mean over runs)"), ("table", ["row", *classes], rows)]
+
+    ablated = [
+        (label, conf)
+        for label, conf in zip(labels, configurations, strict=True)
+        if conf.values("test_text_only/acc") and conf.values("test_image_only/acc")
+    ]
+    if ablated:
+        rows = [
+            [
+                label,
+                *(
+                    format_mean_std(c.values(f"{s}/acc"))
+                    for s in ("test", "test_text_only", "test_image_only")
+                ),
+            ]
+            for label, c in ablated
+        ]
+        blocks += [
+            ("h2", "Per-modality ablation (test accuracy)"),
+            (
+                "p",
+                "The paired test split scored with one modality removed: text only (no image) "
+                "and image only (no text). Where either alone matches both, the fusion adds "
+                "nothing over that modality.",
+            ),
+            ("table", ["row", "both", "text only", "image only"], rows),
+        ]
+
+    panels = [
+        (label, rates, conf.runs[0].metrics["classes"])
+        for label, conf in zip(labels, configurations, strict=True)
+        if (rates := mean_confusion(conf)) is not None
+    ]
+    if panels:
+        plot_confusion_grid(panels, out_dir / CONFUSION_PNG)
+        blocks += [
+            ("h2", "Test confusion matrices"),
+            ("p", "Row-normalised (fraction of each true class), averaged over the row's runs."),
+            ("img", CONFUSION_PNG, "normalised test confusion matrix of each row"),
+        ]
+
+    curves = {label: mean_curves(c) for label, c in zip(labels, configurations, strict=True)}
+    curves = {label: c for label, c in curves.items() if c}
+    if curves:
+        metrics = [m for m in CURVE_METRICS if any(m in c for c in curves.values())]
+        plot_overlaid_curves(curves, metrics, out_dir / CURVES_PNG)
+        blocks += [
+            ("h2", "Validation curves"),
+            ("p", "Per training epoch, mean over the row's runs."),
+            ("img", CURVES_PNG, "validation accuracy and macro-F1 per epoch, one line per row"),
+        ]
+    else:
+        blocks += [("h2", "Validation curves"), ("p", "No per-epoch history in these runs.")]
+
+    rows = [
+        [
+            f"#{i}",
+            f"`{_relative(run.path, out_dir)}`",
+            _shown(_get(run.config, "seed")),
+            _shown(_get(run.config, "data.fold")),
+            f"{run.metrics['test/acc']:.4f}",
+            f"{run.metrics['test/f1_macro']:.4f}",
+        ]
+        for i, conf in enumerate(configurations, start=1)
+        for run in conf.runs
+    ]
+    blocks += [
+        ("h2", "Runs"),
+        ("table", ["row", "run folder", "seed", "fold", "test acc", "test macro-F1"], rows),
+    ]
+    if unfinished:
+        blocks += [
+            (
+                "p",
+                f"Not included: {_count(len(unfinished), 'folder')} with a config but no "
+                "metrics.json (unfinished or failed runs):",
+            ),
+            ("ul", [f"`{_relative(p, out_dir)}`" for p in unfinished]),
+        ]
+    return blocks
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _relative(path: Path, start: Path) -> str:
+    return os.path.relpath(path.resolve(), start.resolve())
+
+
+def default_out_dir(paths: Sequence[Path]) -> Path:
+    """The one folder given, or the folder that holds all of them."""
+    return Path(os.path.commonpath([p.resolve() for p in paths]))
+
+
+def write_report(paths: Sequence[Path], out_dir: Path | None = None) -> list[Path]:
+    """Write report.md, report.html and their figures; return the paths of the two pages."""
+    run_paths, unfinished = find_run_folders(paths)
+    runs = [load_run(p) for p in run_paths]
+    out_dir = out_dir or default_out_dir(paths)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    blocks = build_report(runs, out_dir, paths, unfinished)
+    markdown, page = out_dir / "report.md", out_dir / "report.html"
+    markdown.write_text(to_markdown(blocks))
+    page.write_text(to_html(blocks))
+    return [markdown, page]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="emoclip-report",
+        description="Compare run folders: one row per configuration, mean ± std over seeds "
+        "or folds; writes report.md and report.html.",
+    )
+    parser.add_argument(
+        "paths", nargs="+", type=Path, help="sweep folders and/or run folders to compare"
+    )
+    parser.add_argument(
+        "--out", type=Path, help="where to write the report (default: the given folder)"
+    )
+    args = parser.parse_args(argv)
+    for path in run_reporting_errors(lambda: write_report(args.paths, args.out)):
+        print(path)
+
+
+if __name__ == "__main__":
+    main()
