@@ -1,4 +1,4 @@
-"""The run folder's figures: training curves and confusion matrices."""
+"""The run folder's figures: training curves, confusion matrices, attribution maps."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from captum.attr import visualization  # noqa: E402
 
 
 def plot_curves(history: Sequence[dict], path: Path) -> None:
@@ -62,4 +64,29 @@ def plot_confusion(
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_attribution_map(pixels: torch.Tensor, attribution: np.ndarray, path: Path) -> None:
+    """A face (uint8, 3 x H x W) beside its attribution map (H x W; absolute values) blended
+    over it."""
+    face = pixels.permute(1, 2, 0).numpy()
+    fig, axes = plt.subplots(1, 2, figsize=(6, 3.2))
+    axes[0].imshow(face)
+    axes[0].set_title("face")
+    axes[0].axis("off")
+    visualization.visualize_image_attr(
+        attribution[..., None],
+        face,
+        method="blended_heat_map",
+        sign="absolute_value",
+        cmap="inferno",
+        plt_fig_axis=(fig, axes[1]),
+        show_colorbar=True,
+        title="Integrated Gradients",
+        use_pyplot=False,
+    )
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
