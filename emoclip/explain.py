@@ -8,7 +8,6 @@ image map and the text with each token coloured by its attribution (see emoclip.
 from __future__ import annotations
 
 import html
-import logging
 from pathlib import Path
 
 import hydra
@@ -23,8 +22,6 @@ from emoclip.data.images import normalize
 from emoclip.errors import ConfigError
 from emoclip.plots import plot_attribution_map
 from emoclip.study import config_dir
-
-log = logging.getLogger(__name__)
 
 
 def explain(cfg: DictConfig) -> list[tuple[int, Attribution]]:
@@ -57,7 +54,7 @@ def explain(cfg: DictConfig) -> list[tuple[int, Attribution]]:
         sections.append(example_html(i, records[i].id, true, datamodule.classes, result, picture))
         explained.append((i, result))
     page = run_dir / "index.html"
-    page.write_text(index_html(cfg, sections))
+    page.write_text(index_html(cfg, sections), encoding="utf-8")
     print(f"explanations of {len(explained)} {cfg.split} examples: {page.resolve()}", flush=True)
     return explained
 

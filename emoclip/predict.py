@@ -63,9 +63,11 @@ def check_expected(cfg: DictConfig, study_cfg: DictConfig, classes: tuple[str, .
         lacking = [c for c in wanted if c not in classes]
         extra = [c for c in classes if c not in wanted]
         if lacking or extra:
+            differences = [f"it lacks {lacking}"] if lacking else []
+            differences += [f"it also has {extra}"] if extra else []
             raise ConfigError(
                 f"{cfg.ckpt_path} predicts the classes {list(classes)}, not "
-                f"expect.classes={list(wanted)} (it lacks {lacking}, and has {extra} besides)"
+                f"expect.classes={list(wanted)} ({'; '.join(differences)})"
             )
 
 
