@@ -89,7 +89,7 @@ def read_input_csv(path: Path, modalities: Sequence[str]) -> tuple[list[dict], d
     """The csv's rows, and per modality its inputs (image paths relative to the csv)."""
     if not path.is_file():
         raise DataError(f"input={path} is not a file")
-    with path.open(newline="", encoding="utf-8") as f:
+    with path.open(newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's BOM
         reader = csv.DictReader(f)
         columns = reader.fieldnames or []
         check_modalities([m for m in INPUT_KEYS if m in columns], modalities, f"{path} columns")
@@ -157,7 +157,7 @@ def predict(cfg: DictConfig) -> Path | str:
         print(f"predictions of {len(rows)} examples: {out}", flush=True)
         return out
     check_modalities(list(single), modalities, str(cfg.ckpt_path))
-    image = Path(single["image"]) if "image" in single else None
+    image = Path(str(single["image"])) if "image" in single else None
     if image is not None and not image.is_file():
         raise DataError(f"image={image} is not a file")
     probabilities = predict_probabilities(
