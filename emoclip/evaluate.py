@@ -1,5 +1,7 @@
-"""Evaluate a checkpoint on the test split of the study it was trained on:
-`python -m emoclip.evaluate ckpt_path=PATH` or `emoclip-eval ckpt_path=PATH`.
+"""Evaluate a model on a test split and write the run folder:
+
+- a trained checkpoint on its own study: `emoclip-eval ckpt_path=PATH`
+- a model that needs no training on any data: `emoclip-eval model=clip_zeroshot data=synthetic`
 """
 
 from __future__ import annotations
@@ -8,41 +10,62 @@ import logging
 from pathlib import Path
 
 import hydra
-import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from emoclip.checkpoint import restore_study
 from emoclip.cli import run_reporting_errors
 from emoclip.errors import ConfigError
 from emoclip.run_folder import summary, write_results
-from emoclip.study import build_study, build_trainer, config_dir, prepare_process
+from emoclip.study import (
+    Study,
+    build_study,
+    build_trainer,
+    config_dir,
+    is_training_free,
+    prepare_process,
+)
 
 log = logging.getLogger(__name__)
 
 
-def load_checkpoint(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"ckpt_path={str(path)!r} is not a file")
-    # weights_only: a checkpoint is data; never run pickled code from it.
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    if "emoclip" not in checkpoint or "hyper_parameters" not in checkpoint:
-        raise ConfigError(f"{path} is not an emoclip checkpoint (no study config inside)")
-    return checkpoint
-
-
 def evaluate(cfg: DictConfig) -> dict:
-    checkpoint = load_checkpoint(cfg.ckpt_path)
-    study_cfg = OmegaConf.create(checkpoint["hyper_parameters"])
-    study_cfg.merge_with_dotlist(list(cfg.get("study_overrides") or []))
-    prepare_process(study_cfg.seed)
-    study = build_study(study_cfg, saved_tokenizer=checkpoint["emoclip"].get("tokenizer"))
-    study.module.load_state_dict(checkpoint["state_dict"])
+    if cfg.get("ckpt_path"):
+        if cfg.get("model") is not None:
+            raise ConfigError(
+                "give ckpt_path or model=, not both: a checkpoint carries its own model and "
+                "data config (change them with study_overrides)"
+            )
+        study, _ = restore_study(cfg.ckpt_path, cfg.get("study_overrides") or [])
+        split_ids = None
+    else:
+        study = training_free_study(cfg)
+        split_ids = study.datamodule.split_ids()
     trainer = build_trainer(cfg, with_callbacks=False, with_loggers=False)
     trainer.test(study.module, datamodule=study.datamodule, verbose=False)
     run_dir = Path(cfg.paths.output_dir)
-    metrics = write_results(run_dir, study.datamodule.classes, study.module.results)
+    metrics = write_results(
+        run_dir, study.datamodule.classes, study.module.results, split_ids=split_ids
+    )
     print(summary(run_dir, metrics), flush=True)
     return metrics
+
+
+def training_free_study(cfg: DictConfig) -> Study:
+    """The study of a model that is used as it comes (zero-shot CLIP): no checkpoint needed."""
+    if cfg.get("model") is None:
+        raise ConfigError(
+            "ckpt_path is not set: give ckpt_path=PATH (a trained checkpoint), or model= and "
+            "data= for a model that needs no training (model=clip_zeroshot)"
+        )
+    if not is_training_free(cfg.model):
+        raise ConfigError(
+            f"model={cfg.model.name} has to be trained before it can be evaluated: run "
+            f"emoclip-train model={cfg.model.name}, then emoclip-eval ckpt_path=<its checkpoint>"
+        )
+    if cfg.get("data") is None:
+        raise ConfigError(f"model={cfg.model.name} needs data= (e.g. data=synthetic)")
+    prepare_process(cfg.seed)
+    return build_study(cfg)
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="eval")

@@ -1,4 +1,5 @@
-"""Figures: a run folder's training curves and confusion matrices, and a comparison report's."""
+"""Figures: a run folder's training curves and confusion matrices, attribution maps, and a
+comparison report's grids and curves."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from captum.attr import visualization  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
@@ -119,4 +122,29 @@ def _save(fig, path: Path) -> None:
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_attribution_map(pixels: torch.Tensor, attribution: np.ndarray, path: Path) -> None:
+    """A face (uint8, 3 x H x W) beside its attribution map (H x W; absolute values) blended
+    over it."""
+    face = pixels.permute(1, 2, 0).numpy()
+    fig, axes = plt.subplots(1, 2, figsize=(6, 3.2))
+    axes[0].imshow(face)
+    axes[0].set_title("face")
+    axes[0].axis("off")
+    visualization.visualize_image_attr(
+        attribution[..., None],
+        face,
+        method="blended_heat_map",
+        sign="absolute_value",
+        cmap="inferno",
+        plt_fig_axis=(fig, axes[1]),
+        show_colorbar=True,
+        title="Integrated Gradients",
+        use_pyplot=False,
+    )
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from emoclip.data.datamodule import EmotionDataModule
@@ -47,21 +47,31 @@ class Study:
     module: EmotionClassifier
 
 
+def is_training_free(model_cfg: DictConfig) -> bool:
+    """Whether the model is used as it comes (zero-shot CLIP), never trained."""
+    return getattr(get_class(model_cfg.network._target_), "training_free", False)
+
+
 def build_tokenizer(spec: DictConfig | None, datamodule: EmotionDataModule, saved: str | None):
     if "text" not in datamodule.modalities:
         return None
     if spec is None:
         raise ConfigError("the study uses text but model.tokenizer is not set")
-    if saved is not None:
-        return tokenizer_from_json(saved, spec.max_length)
-    if spec.get("name_or_path"):
-        return load_pretrained_tokenizer(spec.name_or_path)
+    if saved is not None or spec.get("name_or_path"):
+        return restore_tokenizer(spec, saved)
     return train_word_tokenizer(
         datamodule.train_texts(),
         vocab_size=spec.vocab_size,
         min_frequency=spec.get("min_frequency", 1),
         max_length=spec.max_length,
     )
+
+
+def restore_tokenizer(spec: DictConfig, saved: str | None):
+    """The tokenizer a checkpoint was trained with: its saved JSON, or the pretrained one."""
+    if saved is not None:
+        return tokenizer_from_json(saved, spec.max_length)
+    return load_pretrained_tokenizer(spec.name_or_path)
 
 
 def build_study(cfg: DictConfig, saved_tokenizer: str | None = None) -> Study:
@@ -75,8 +85,13 @@ def build_study(cfg: DictConfig, saved_tokenizer: str | None = None) -> Study:
     datamodule.load_records()
     tokenizer = build_tokenizer(cfg.model.get("tokenizer"), datamodule, saved_tokenizer)
     datamodule.tokenizer = tokenizer
+    return Study(datamodule, build_module(cfg, datamodule.classes, tokenizer))
+
+
+def build_module(cfg: DictConfig, classes: tuple[str, ...], tokenizer) -> EmotionClassifier:
+    """The study's LightningModule around its network, for these classes and this tokenizer."""
     task = TaskSpec(
-        classes=datamodule.classes,
+        classes=classes,
         vocab_size=len(tokenizer) if tokenizer is not None else 0,
         pad_token_id=tokenizer.pad_token_id if tokenizer is not None else 0,
         bos_token_id=tokenizer.bos_token_id if tokenizer is not None else None,
@@ -86,9 +101,9 @@ def build_study(cfg: DictConfig, saved_tokenizer: str | None = None) -> Study:
     # Called, not passed to instantiate: Hydra would turn the dataclass into a DictConfig.
     network = instantiate(cfg.model.network, _partial_=True)(task=task)
     trained_tokenizer = tokenizer is not None and not cfg.model.tokenizer.get("name_or_path")
-    module = EmotionClassifier(
+    return EmotionClassifier(
         network,
-        datamodule.classes,
+        classes,
         optimizer=instantiate(cfg.model.optimizer),
         scheduler=instantiate(cfg.model.scheduler) if cfg.model.get("scheduler") else None,
         backbone_lr=cfg.model.get("backbone_lr"),
@@ -98,7 +113,6 @@ def build_study(cfg: DictConfig, saved_tokenizer: str | None = None) -> Study:
             "tokenizer": tokenizer_to_json(tokenizer) if trained_tokenizer else None
         },
     )
-    return Study(datamodule, module)
 
 
 def build_trainer(

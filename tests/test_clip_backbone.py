@@ -2,55 +2,19 @@
 
 import pytest
 import torch
-from transformers import CLIPModel
 
-from emoclip.data.tokenizer import train_word_tokenizer
 from emoclip.errors import BackboneLoadError, ConfigError
-from emoclip.models.clip_backbone import load_clip, tiny_clip_config
+from emoclip.models.clip_backbone import load_clip
 from emoclip.models.task import TaskSpec
 from emoclip.study import build_study
 from emoclip.train import train
-from tests.conftest import QUIET, compose_train
-
-GEOMETRY = {
-    "projection_dim": 32,
-    "text": {
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_hidden_layers": 1,
-        "num_attention_heads": 2,
-    },
-    "vision": {
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_hidden_layers": 1,
-        "num_attention_heads": 2,
-        "patch_size": 8,
-    },
-}
+from tests.conftest import QUIET, compose_train, save_tiny_clip
 
 
 @pytest.fixture
 def saved_tiny_clip(tmp_path):
-    """A tiny random CLIP and its tokenizer, saved as a hub model would be."""
-    from emoclip.data.synthetic import SyntheticEmotions
-
-    texts = [
-        r.text for r in SyntheticEmotions(train_size=200, val_size=7, test_size=7).splits()["train"]
-    ]
-    tokenizer = train_word_tokenizer(texts, max_length=77)
-    task = TaskSpec(
-        classes=("a", "b"),
-        vocab_size=len(tokenizer),
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    model = CLIPModel(tiny_clip_config(GEOMETRY, 32, task))
     folder = tmp_path / "tiny-clip"
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder, model
+    return folder, save_tiny_clip(folder)
 
 
 def test_saved_tiny_clip_loads_back_identically(saved_tiny_clip):

@@ -9,7 +9,7 @@ from emoclip.models.clip_fusion import ClipFusion
 from emoclip.models.fusion import ConcatFusion, CrossAttentionFusion, GatedFusion, LateFusion
 from emoclip.models.module import EmotionClassifier
 from emoclip.models.task import TaskSpec
-from tests.test_clip_backbone import GEOMETRY
+from tests.conftest import GEOMETRY
 
 TASK = TaskSpec(
     classes=("a", "b", "c"), vocab_size=50, pad_token_id=0, bos_token_id=2, eos_token_id=3

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 
 import lightning as L
 import numpy as np
@@ -221,11 +222,11 @@ class EmotionDataModule(L.LightningDataModule):
             self.encoded["train"].seed = getattr(self.dataset, "seed", 0)
 
     def _encode_text_pool(self, pool: dict[str, list[Record]]) -> list[list[torch.Tensor]]:
-        encoded = []
-        for label in self.classes:
-            ids = self.tokenizer([r.text for r in pool[label]], truncation=True)["input_ids"]
-            encoded.append([torch.tensor(x, dtype=torch.long) for x in ids])
-        return encoded
+        return [self._tokenize([r.text for r in pool[label]]) for label in self.classes]
+
+    def _tokenize(self, texts: list[str]) -> list[torch.Tensor]:
+        encoded = self.tokenizer(texts, truncation=True)["input_ids"]
+        return [torch.tensor(ids, dtype=torch.long) for ids in encoded]
 
     def _decode_images(self, records: list[Record]) -> tuple[list[Record], torch.Tensor]:
         """Decode and resize every image once; with skip_bad, drop unreadable ones."""
@@ -246,12 +247,35 @@ class EmotionDataModule(L.LightningDataModule):
         labels = torch.tensor([self.label_space.index(r.label) for r in records], dtype=torch.long)
         input_ids = None
         if "text" in self.modalities:
-            encoded = self.tokenizer([r.text for r in records], truncation=True)["input_ids"]
-            input_ids = [torch.tensor(ids, dtype=torch.long) for ids in encoded]
+            input_ids = self._tokenize([r.text for r in records])
         return EncodedSplit(labels, pixels, input_ids)
 
+    def encode_inputs(
+        self, texts: Sequence[str] | None = None, images: Sequence[str | Path] | None = None
+    ) -> dict:
+        """A batch of new, unlabelled examples (labels -1), preprocessed exactly as the test
+        split is: for prediction."""
+        n = len(texts) if texts is not None else len(images)
+        pixels = None
+        if images is not None:
+            pixels = torch.stack([load_pixels(Path(p), self.image_size, str(p)) for p in images])
+        input_ids = self._tokenize(list(texts)) if texts is not None else None
+        split = EncodedSplit(torch.full((n,), -1, dtype=torch.long), pixels, input_ids)
+        return self._batch(split, range(n))
+
+    def batch_of(self, split: str, indices: Sequence[int]) -> dict:
+        """These examples of a split as one batch, preprocessed as the test loader's are."""
+        return self._batch(self.encoded[split], indices)
+
+    def _batch(self, dataset: EncodedSplit, indices: Sequence[int]) -> dict:
+        batch = Collate(self.pad_token_id)([dataset[i] for i in indices])
+        return self.on_after_batch_transfer(batch, 0)
+
+    @property
+    def pad_token_id(self) -> int:
+        return self.tokenizer.pad_token_id if self.tokenizer is not None else 0
+
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        pad = self.tokenizer.pad_token_id if self.tokenizer is not None else 0
         dataset = self.encoded[split]
         sampler = None
         if shuffle and dataset.text_pool is not None:
@@ -264,7 +288,7 @@ class EmotionDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=self.pin_memory,
-            collate_fn=Collate(pad),
+            collate_fn=Collate(self.pad_token_id),
         )
 
     def train_dataloader(self) -> DataLoader:

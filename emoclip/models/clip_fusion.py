@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 
 import torch
 from torch import nn
+from transformers import CLIPModel
 
 from emoclip.errors import ConfigError
 from emoclip.models.clip_backbone import load_clip
@@ -52,11 +53,7 @@ class ClipFusion(nn.Module):
         if freeze in ("all", "image"):
             self._freeze(self.clip.vision_model, self.clip.visual_projection)
         self.modality_dropout = modality_dropout
-        self.dims = FeatureDims(
-            embed=self.clip.config.projection_dim,
-            text_tokens=self.clip.config.text_config.hidden_size,
-            image_tokens=self.clip.config.vision_config.hidden_size,
-        )
+        self.dims = clip_feature_dims(self.clip)
         self.fusion = fusion(
             dims=self.dims, num_classes=task.num_classes, hidden_size=hidden_size, dropout=dropout
         )
@@ -79,47 +76,12 @@ class ClipFusion(nn.Module):
         return [p for p in self.clip.parameters() if p.requires_grad]
 
     def encode(self, batch: dict) -> ClipFeatures:
-        """CLIP's projected features of each modality (and its tokens if the fusion asks),
-        zeros for a modality the batch lacks."""
-        labels = batch["labels"]
-        n, device = labels.shape[0], labels.device
-        tokens = getattr(self.fusion, "needs_tokens", False)
-        text = image = text_tokens = text_mask = image_tokens = None
-        if "input_ids" in batch:
-            out = self.clip.text_model(
-                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
-            )
-            text = self.clip.text_projection(out.pooler_output)
-            if tokens:
-                text_tokens, text_mask = out.last_hidden_state, batch["attention_mask"].bool()
-        if "pixel_values" in batch:
-            out = self.clip.vision_model(pixel_values=batch["pixel_values"])
-            image = self.clip.visual_projection(out.pooler_output)
-            if tokens:
-                image_tokens = out.last_hidden_state
-        dtype = (text if text is not None else image).dtype
-
-        def absent(*shape):
-            return torch.zeros(*shape, device=device, dtype=dtype)
-
-        present = torch.ones(n, 1, device=device, dtype=dtype)
-        features = ClipFeatures(
-            text=text if text is not None else absent(n, self.dims.embed),
-            image=image if image is not None else absent(n, self.dims.embed),
-            text_present=present if text is not None else absent(n, 1),
-            image_present=present if image is not None else absent(n, 1),
+        return encode_clip(
+            self.clip, batch, self.dims, tokens=getattr(self.fusion, "needs_tokens", False)
         )
-        if tokens:
-            features.text_tokens = (
-                text_tokens if text is not None else absent(n, 1, self.dims.text_tokens)
-            )
-            features.text_mask = (
-                text_mask if text is not None else torch.ones(n, 1, dtype=torch.bool, device=device)
-            )
-            features.image_tokens = (
-                image_tokens if image is not None else absent(n, 1, self.dims.image_tokens)
-            )
-        return features
+
+    def token_embedding(self) -> nn.Embedding:
+        return self.clip.text_model.embeddings.token_embedding
 
     def forward(self, batch: dict, with_unimodal: bool = False):
         """Logits; with `with_unimodal`, also the auxiliary heads' logits per modality."""
@@ -140,3 +102,52 @@ class ClipFusion(nn.Module):
         draw = torch.rand(features.text.shape[0], 1, device=features.text.device)
         p = self.modality_dropout
         return features.without(text=draw < p, image=(draw >= p) & (draw < 2 * p))
+
+
+def clip_feature_dims(clip: CLIPModel) -> FeatureDims:
+    return FeatureDims(
+        embed=clip.config.projection_dim,
+        text_tokens=clip.config.text_config.hidden_size,
+        image_tokens=clip.config.vision_config.hidden_size,
+    )
+
+
+def encode_clip(
+    clip: CLIPModel, batch: dict, dims: FeatureDims, tokens: bool = False
+) -> ClipFeatures:
+    """CLIP's projected features of each modality (and its per-token outputs with `tokens`),
+    zeros for a modality the batch lacks."""
+    labels = batch["labels"]
+    n, device = labels.shape[0], labels.device
+    text = image = text_tokens = text_mask = image_tokens = None
+    if "input_ids" in batch:
+        out = clip.text_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        text = clip.text_projection(out.pooler_output)
+        if tokens:
+            text_tokens, text_mask = out.last_hidden_state, batch["attention_mask"].bool()
+    if "pixel_values" in batch:
+        out = clip.vision_model(pixel_values=batch["pixel_values"])
+        image = clip.visual_projection(out.pooler_output)
+        if tokens:
+            image_tokens = out.last_hidden_state
+    dtype = (text if text is not None else image).dtype
+
+    def absent(*shape):
+        return torch.zeros(*shape, device=device, dtype=dtype)
+
+    present = torch.ones(n, 1, device=device, dtype=dtype)
+    features = ClipFeatures(
+        text=text if text is not None else absent(n, dims.embed),
+        image=image if image is not None else absent(n, dims.embed),
+        text_present=present if text is not None else absent(n, 1),
+        image_present=present if image is not None else absent(n, 1),
+    )
+    if tokens:
+        features.text_tokens = text_tokens if text is not None else absent(n, 1, dims.text_tokens)
+        features.text_mask = (
+            text_mask if text is not None else torch.ones(n, 1, dtype=torch.bool, device=device)
+        )
+        features.image_tokens = (
+            image_tokens if image is not None else absent(n, 1, dims.image_tokens)
+        )
+    return features

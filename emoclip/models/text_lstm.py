@@ -36,6 +36,9 @@ class TextLSTM(nn.Module):
         out = hidden_size * (2 if bidirectional else 1)
         self.head = classifier_head(2 * out, head_hidden_size, task.num_classes, dropout)
 
+    def token_embedding(self) -> nn.Embedding:
+        return self.embedding
+
     def forward(self, batch: dict) -> torch.Tensor:
         mask = batch["attention_mask"].bool()
         lengths = mask.sum(1).clamp(min=1).cpu()
