@@ -12,7 +12,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from captum.attr import visualization  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
@@ -133,6 +132,8 @@ def plot_attribution_map(pixels: torch.Tensor, attribution: np.ndarray, path: Pa
     axes[0].imshow(face)
     axes[0].set_title("face")
     axes[0].axis("off")
+    from captum.attr import visualization  # imported here: only explain needs captum
+
     visualization.visualize_image_attr(
         attribution[..., None],
         face,
