@@ -20,6 +20,7 @@ from emoclip.data.images import augment, load_pixels, normalization_stats, norma
 from emoclip.data.labels import LabelSpace
 from emoclip.data.records import SPLITS, Record
 from emoclip.data.splits import check_splits, split_ids
+from emoclip.data.tokenizer import encode_texts
 from emoclip.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -181,11 +182,15 @@ class EmotionDataModule(L.LightningDataModule):
                 raise DataError(f"{r.origin or r.id} has no image, but the study uses images")
 
     def _warn_small_train(self) -> None:
-        if len(self.records["train"]) < self.batch_size:
+        # Not an error: batches are not dropped, so each epoch is one smaller batch.
+        size = len(self.records["train"])
+        if size < self.batch_size:
             log.warning(
-                "data.batch_size=%d is larger than the %d training examples",
+                "data.batch_size=%d is larger than the %d training examples: each epoch is "
+                "one batch of %d",
                 self.batch_size,
-                len(self.records["train"]),
+                size,
+                size,
             )
 
     def train_texts(self) -> list[str]:
@@ -211,7 +216,7 @@ class EmotionDataModule(L.LightningDataModule):
                 records, pixels = self._decode_images(records)
                 skipped += len(self.records[split]) - len(records)
                 self.records[split] = records
-            self.encoded[split] = self._encode(records, pixels)
+            self.encoded[split] = self._encode(records, pixels, f"{self.name}/{split}")
         if skipped:
             log.warning("%s: skipped %d unreadable images (data.skip_bad=true)", self.name, skipped)
             check_splits(self.records, self.label_space)
@@ -223,7 +228,8 @@ class EmotionDataModule(L.LightningDataModule):
     def _encode_text_pool(self, pool: dict[str, list[Record]]) -> list[list[torch.Tensor]]:
         encoded = []
         for label in self.classes:
-            ids = self.tokenizer([r.text for r in pool[label]], truncation=True)["input_ids"]
+            texts = [r.text for r in pool[label]]
+            ids = encode_texts(self.tokenizer, texts, f"{self.name}/train text pool/{label}")
             encoded.append([torch.tensor(x, dtype=torch.long) for x in ids])
         return encoded
 
@@ -242,11 +248,13 @@ class EmotionDataModule(L.LightningDataModule):
         empty = torch.empty(0, 3, self.image_size, self.image_size, dtype=torch.uint8)
         return kept, torch.stack(pixels) if pixels else empty
 
-    def _encode(self, records: list[Record], pixels: torch.Tensor | None) -> EncodedSplit:
+    def _encode(
+        self, records: list[Record], pixels: torch.Tensor | None, what: str
+    ) -> EncodedSplit:
         labels = torch.tensor([self.label_space.index(r.label) for r in records], dtype=torch.long)
         input_ids = None
         if "text" in self.modalities:
-            encoded = self.tokenizer([r.text for r in records], truncation=True)["input_ids"]
+            encoded = encode_texts(self.tokenizer, [r.text for r in records], what)
             input_ids = [torch.tensor(ids, dtype=torch.long) for ids in encoded]
         return EncodedSplit(labels, pixels, input_ids)
 
