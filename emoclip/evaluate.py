@@ -8,9 +8,9 @@ import logging
 from pathlib import Path
 
 import hydra
-import torch
 from omegaconf import DictConfig, OmegaConf
 
+from emoclip.checkpoints import load_checkpoint_file
 from emoclip.cli import run_reporting_errors
 from emoclip.errors import ConfigError
 from emoclip.run_folder import summary, write_results
@@ -23,9 +23,8 @@ def load_checkpoint(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"ckpt_path={str(path)!r} is not a file")
-    # weights_only: a checkpoint is data; never run pickled code from it.
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    if "emoclip" not in checkpoint or "hyper_parameters" not in checkpoint:
+    checkpoint = load_checkpoint_file(path)
+    if not isinstance(checkpoint, dict) or not {"emoclip", "hyper_parameters"} <= checkpoint.keys():
         raise ConfigError(f"{path} is not an emoclip checkpoint (no study config inside)")
     return checkpoint
 
