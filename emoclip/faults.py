@@ -60,7 +60,7 @@ class SaveOnInterrupt(Callback):
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         if not isinstance(exception, KeyboardInterrupt):
             return  # other failures keep the last good checkpoint untouched
-        trainer.save_checkpoint(self.checkpoint_path)
+        trainer.save_checkpoint(self.checkpoint_path, weights_only=False)  # optimizer too
         datamodule = trainer.datamodule
         write_results(
             self.run_dir,
