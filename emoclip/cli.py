@@ -23,6 +23,10 @@ def user_error(err: BaseException) -> EmoclipError | None:
 def run_reporting_errors(job: Callable[[], T]) -> T:
     try:
         return job()
+    except KeyboardInterrupt:
+        # Inside fit/validate/test Lightning handles Ctrl-C (see emoclip.faults); this is the
+        # rest: reading data, building the model, writing the run folder.
+        raise SystemExit("emoclip: interrupted (Ctrl-C)") from None
     except Exception as err:
         cause = user_error(err)
         if cause is None:

@@ -15,3 +15,7 @@ class ConfigError(EmoclipError):
 
 class BackboneLoadError(EmoclipError):
     """Pretrained weights could not be loaded; never silently replaced by random ones."""
+
+
+class TrainingError(EmoclipError):
+    """Training cannot go on (the loss stopped being finite); the message names what is kept."""

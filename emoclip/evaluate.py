@@ -12,9 +12,9 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from emoclip.checkpoint import restore_study
 from emoclip.cli import run_reporting_errors
 from emoclip.errors import ConfigError
+from emoclip.restore import restore_study
 from emoclip.run_folder import summary, write_results
 from emoclip.study import (
     Study,

@@ -16,11 +16,11 @@ import torch
 from omegaconf import DictConfig
 
 from emoclip.attribution import Attribution, attribute
-from emoclip.checkpoint import restore_study
 from emoclip.cli import run_reporting_errors
 from emoclip.data.images import normalize
 from emoclip.errors import ConfigError
 from emoclip.plots import plot_attribution_map
+from emoclip.restore import restore_study
 from emoclip.study import config_dir
 
 

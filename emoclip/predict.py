@@ -18,10 +18,10 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
-from emoclip.checkpoint import restore_for_prediction
 from emoclip.cli import run_reporting_errors
 from emoclip.data.labels import LabelSpace
 from emoclip.errors import ConfigError, DataError
+from emoclip.restore import restore_for_prediction
 from emoclip.study import Study, config_dir
 
 INPUT_KEYS = {"text": "text", "image": "image"}  # modality -> command-line key and csv column

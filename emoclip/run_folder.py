@@ -1,4 +1,5 @@
-"""What a run leaves for its user (metrics.json, splits.json, plots), and reading it back."""
+"""What a run leaves for its user (its own folder, metrics.json, splits.json, plots), and
+reading it back."""
 
 from __future__ import annotations
 
@@ -7,11 +8,37 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 from emoclip.errors import DataError
 from emoclip.plots import plot_confusion, plot_curves
 
 METRICS_FILE = "metrics.json"
 CONFIG_FILE = Path(".hydra") / "config.yaml"
+
+
+def claim_new_dir(path: str) -> str:
+    """`path`, or `path_2`, `path_3`, ...: the first that did not exist, created here.
+
+    mkdir fails on an existing folder, so two runs started in the same second (even in two
+    processes) never share a folder, and no run writes into an earlier one.
+    """
+    base = Path(path)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    candidate, n = base, 1
+    while True:
+        try:
+            candidate.mkdir()
+            return str(candidate)
+        except FileExistsError:
+            n += 1
+            candidate = base.with_name(f"{base.name}_{n}")
+
+
+# For conf/hydra/default.yaml. Cached: Hydra resolves the run folder more than once, and copies
+# the cache into each job of a sweep, so every resolution of one config gets the same folder.
+if not OmegaConf.has_resolver("emoclip.new_dir"):
+    OmegaConf.register_new_resolver("emoclip.new_dir", claim_new_dir, use_cache=True)
 
 
 def write_results(
@@ -20,11 +47,12 @@ def write_results(
     results: dict[str, dict],
     history: Sequence[dict] = (),
     split_ids: dict[str, list[str]] | None = None,
+    extra: dict | None = None,
 ) -> dict:
-    """Write metrics.json (flat `stage/metric` keys, and the per-epoch `history` of training)
-    and the plots; return the metrics."""
+    """Write metrics.json (flat `stage/metric` keys, the per-epoch `history` of training, plus
+    `extra`) and the plots; return the metrics."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    metrics: dict = {"classes": list(classes)}
+    metrics: dict = {"classes": list(classes), **(extra or {})}
     for scope, values in results.items():
         if scope != "train":  # val, test, and test ablations such as test_text_only
             metrics.update(values)

@@ -4,9 +4,12 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
+from hydra.errors import HydraException
 from omegaconf import OmegaConf
 
+from emoclip.cli import run_reporting_errors
 from emoclip.study import config_dir
+from emoclip.train import train
 from tests.conftest import compose_train
 
 CONF = Path(config_dir())
@@ -42,6 +45,41 @@ def test_eval_config_composes():
     assert cfg.ckpt_path == "x.ckpt"
 
 
-def test_unknown_key_fails_at_composition(tmp_path):
-    with pytest.raises(Exception, match="no_such_key"):
-        compose_train(["model.no_such_key=1"], tmp_path)
+@pytest.mark.parametrize(
+    ("override", "hydra_says"),
+    [
+        ("model.no_such_key=1", "Could not override 'model.no_such_key'"),
+        ("model=no_such_model", "Could not find 'model/no_such_model'.*Available options"),
+    ],
+)
+def test_unknown_key_or_option_fails_at_composition_with_hydras_message(
+    override, hydra_says, tmp_path
+):
+    with pytest.raises(HydraException, match=f"(?s){hydra_says}"):
+        compose_train([override], tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            ["data=ckplus", "data.image_root=/no/such/folder", "data.num_folds=5", "data.fold=5"],
+            r"data.fold=5 is out of range for data.num_folds=5; expected 0..4",
+        ),
+        (["data.classes=[anger,grumpy]"], r"unknown emotion label 'grumpy' in data.classes"),
+        (
+            [
+                "model=text_lstm",
+                "data=dair_emotion",
+                "data.text_root=/no/such/folder",
+                "data.classes=[anger,grumpy]",
+            ],
+            r"unknown emotion label 'grumpy' in data.classes\. Known labels: anger",
+        ),
+    ],
+)
+def test_bad_config_values_stop_before_any_work(overrides, message, tmp_path):
+    cfg = compose_train(overrides, tmp_path)
+    with pytest.raises(SystemExit, match=f"^emoclip: .*{message}"):
+        run_reporting_errors(lambda: train(cfg))
+    assert list(tmp_path.iterdir()) == []  # no data read (the folders do not exist), no files

@@ -1,10 +1,13 @@
 """One batch contract for every model, preprocessing done once, augmentation only in training."""
 
+import logging
+
 import pytest
 import torch
 
 from emoclip.data.datamodule import EmotionDataModule
 from emoclip.data.images import augment
+from emoclip.data.records import Record
 from emoclip.data.synthetic import SyntheticEmotions
 from emoclip.data.tokenizer import train_word_tokenizer
 from emoclip.errors import ConfigError, DataError
@@ -14,15 +17,8 @@ CLASSES = ["anger", "happiness", "sadness"]
 
 def make_datamodule(modalities, **kwargs) -> EmotionDataModule:
     dataset = SyntheticEmotions(classes=CLASSES, train_size=30, val_size=9, test_size=9)
-    dm = EmotionDataModule(
-        dataset,
-        CLASSES,
-        modalities=modalities,
-        batch_size=8,
-        eval_batch_size=16,
-        image_size=32,
-        **kwargs,
-    )
+    settings = {"batch_size": 8, "eval_batch_size": 16, "image_size": 32, **kwargs}
+    dm = EmotionDataModule(dataset, CLASSES, modalities=modalities, **settings)
     if "text" in modalities:
         dm.tokenizer = train_word_tokenizer(dm.train_texts())
     dm.setup("fit")
@@ -125,3 +121,40 @@ def test_a_class_missing_from_a_split_is_an_error_before_training():
 def test_bad_settings_name_their_key(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         EmotionDataModule(SyntheticEmotions(classes=CLASSES), CLASSES, **kwargs)
+
+
+def test_batch_size_larger_than_the_training_set_is_one_smaller_batch(caplog):
+    with caplog.at_level(logging.WARNING):
+        dm = make_datamodule(["text"], batch_size=64)
+    assert "data.batch_size=64 is larger than the 30 training examples" in caplog.text
+    batches = list(dm.train_dataloader())
+    assert [len(b["labels"]) for b in batches] == [30]
+
+
+class LongTexts:
+    """Texts of 3 words, and one of 400 words in each split."""
+
+    def splits(self) -> dict[str, list[Record]]:
+        def records(split):
+            short = [
+                Record(f"{split}{i}", label, text=f"short {label} text")
+                for i, label in enumerate(CLASSES * 2)
+            ]
+            return [*short, Record(f"{split}-long", "anger", text="very " * 399 + "angry")]
+
+        return {split: records(split) for split in ("train", "val", "test")}
+
+
+def test_long_texts_are_truncated_to_the_tokenizer_limit_and_counted(caplog):
+    dm = EmotionDataModule(LongTexts(), CLASSES, modalities=["text"], batch_size=4, name="long")
+    dm.tokenizer = train_word_tokenizer(dm.train_texts(), max_length=16)
+    with caplog.at_level(logging.WARNING):
+        dm.setup("fit")
+    for split in ("train", "val", "test"):
+        assert (
+            f"long/{split}: 1 of 7 texts were longer than the tokenizer's limit of 16 tokens "
+            "(the longest 402) and were truncated"
+        ) in caplog.text
+        ids = dm.encoded[split].input_ids[-1]
+        assert len(ids) == 16 and ids[-1] == dm.tokenizer.eos_token_id
+        assert len(dm.encoded[split].input_ids[0]) == 5  # <bos> short x text <eos>

@@ -83,10 +83,11 @@ def test_console_scripts_are_installed():
 
 
 def test_bad_override_fails_before_any_work(tmp_path):
-    result = run("emoclip.train", "model=no_such_model", f"hydra.run.dir={tmp_path}")
+    result = run("emoclip.train", "model=no_such_model", f"hydra.run.dir={tmp_path}/run")
     assert result.returncode != 0
-    assert "no_such_model" in result.stderr
-    assert not (tmp_path / "checkpoints").exists()
+    assert "Could not find 'model/no_such_model'" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path):

@@ -12,10 +12,10 @@ import torch
 from hydra import compose, initialize_config_dir
 from PIL import Image
 
-from emoclip.checkpoint import restore_for_prediction, restore_study
 from emoclip.errors import ConfigError, DataError
 from emoclip.explain import explain
 from emoclip.predict import predict, predict_probabilities
+from emoclip.restore import restore_for_prediction, restore_study
 from emoclip.study import config_dir
 from emoclip.train import train
 from tests.conftest import QUIET, REPO, TINY_CLIP, compose_train

@@ -10,10 +10,10 @@ import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
 
-from emoclip.checkpoint import restore_study
 from emoclip.errors import ConfigError
 from emoclip.models.linear_probe import ClipLinearProbe
 from emoclip.models.task import TaskSpec
+from emoclip.restore import restore_study
 from emoclip.train import train
 from tests.conftest import GEOMETRY, QUIET, TINY_CLIP, compose_train
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from emoclip.data.readers import (
     read_text_label_file,
 )
 from emoclip.data.records import Record
-from emoclip.errors import ConfigError, DataError
+from emoclip.errors import ConfigError, DataError, EmoclipError
 
 
 def png(path: Path, value: int = 128) -> Path:
@@ -544,6 +545,9 @@ VALID_LINES = [
     ",words,anger,val",
     '{"image": "a.png", "label": "joy"}',
     '{"text": "hi", "label": 3, "group": [1]}',
+    "text,label",
+    "so glad,2",
+    "   3.0000000e+00",
 ]
 FILE_BYTES = st.one_of(
     st.binary(max_size=400),
@@ -556,6 +560,10 @@ READERS = [
     ("fer.csv", read_fer2013),
     ("m.csv", read_manifest),
     ("m.jsonl", read_manifest),
+    ("t.csv", read_table),
+    ("t.jsonl", read_table),
+    ("t.json", read_table),
+    ("t.parquet", read_table),
 ]
 
 
@@ -572,10 +580,71 @@ def test_any_file_gives_records_or_data_error(tmp_path: Path, data: bytes, reade
         result = read(path)
     except DataError:
         return
+    check_records(result)
+
+
+def check_records(result: list[Record] | dict[str, list[Record]]) -> None:
     records = result if isinstance(result, list) else [r for rs in result.values() for r in rs]
     assert records
     for record in records:
         assert isinstance(record, Record) and record.label in CANONICAL and record.id
+        assert record.text is None or record.text.strip()
+        assert not isinstance(record.image, Path) or record.image.is_file()
+
+
+TEXTS = st.one_of(st.none(), st.text(max_size=20))
+LABELS = st.one_of(
+    st.lists(st.one_of(st.integers(-2, 8), st.none()), min_size=1, max_size=6),
+    st.lists(
+        st.one_of(st.sampled_from(["joy", "sad", "bored", " ", "3"]), st.text(max_size=8)),
+        min_size=1,
+        max_size=6,
+    ),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(labels=LABELS, texts=st.lists(TEXTS, min_size=6, max_size=6))
+def test_any_parquet_table_gives_records_or_data_error(labels, texts) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "t.parquet"
+        pq.write_table(pa.table({"text": texts[: len(labels)], "label": labels}), path)
+        try:
+            result = read_table(path, label_names=["anger", "joy", "sadness"])
+        except DataError:
+            return
+        check_records(result)
+
+
+FOLDERS = ["anger", "happy", "bored", "neutral", "__MACOSX", "cohn-kanade-images", "Emotion"]
+FOLDERS += ["S005", "001"]
+FILES = ["S005_001_00000001.png", "S005_001_00000002.png", "S005_001_00000002_emotion.txt"]
+FILES += ["x.png", "a.JPG", ".hidden.png", "notes.txt", "train.txt", "val.txt", "test.txt"]
+FILES += ["validation.jsonl", "test.csv", "train.parquet"]
+FOLDER_READERS = [read_ckplus, read_image_folders, read_dair_emotion]
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    entries=st.lists(
+        st.tuples(
+            st.lists(st.sampled_from(FOLDERS), max_size=3), st.sampled_from(FILES), FILE_BYTES
+        ),
+        max_size=8,
+    ),
+    read=st.sampled_from(FOLDER_READERS),
+)
+def test_any_folder_gives_records_or_emoclip_error(entries, read) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        for parts, name, data in entries:
+            (root.joinpath(*parts)).mkdir(parents=True, exist_ok=True)
+            root.joinpath(*parts, name).write_bytes(data)
+        try:
+            result = read(root)
+        except EmoclipError:
+            return
+        check_records(result)
 
 
 # ---------------------------------------------------------------- the real data, if present

@@ -21,6 +21,7 @@ from emoclip.data.images import augment, load_pixels, normalization_stats, norma
 from emoclip.data.labels import LabelSpace
 from emoclip.data.records import SPLITS, Record
 from emoclip.data.splits import check_splits, split_ids
+from emoclip.data.tokenizer import encode_texts
 from emoclip.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -182,11 +183,15 @@ class EmotionDataModule(L.LightningDataModule):
                 raise DataError(f"{r.origin or r.id} has no image, but the study uses images")
 
     def _warn_small_train(self) -> None:
-        if len(self.records["train"]) < self.batch_size:
+        # Not an error: batches are not dropped, so each epoch is one smaller batch.
+        size = len(self.records["train"])
+        if size < self.batch_size:
             log.warning(
-                "data.batch_size=%d is larger than the %d training examples",
+                "data.batch_size=%d is larger than the %d training examples: each epoch is "
+                "one batch of %d",
                 self.batch_size,
-                len(self.records["train"]),
+                size,
+                size,
             )
 
     def train_texts(self) -> list[str]:
@@ -212,7 +217,7 @@ class EmotionDataModule(L.LightningDataModule):
                 records, pixels = self._decode_images(records)
                 skipped += len(self.records[split]) - len(records)
                 self.records[split] = records
-            self.encoded[split] = self._encode(records, pixels)
+            self.encoded[split] = self._encode(records, pixels, f"{self.name}/{split}")
         if skipped:
             log.warning("%s: skipped %d unreadable images (data.skip_bad=true)", self.name, skipped)
             check_splits(self.records, self.label_space)
@@ -222,10 +227,13 @@ class EmotionDataModule(L.LightningDataModule):
             self.encoded["train"].seed = getattr(self.dataset, "seed", 0)
 
     def _encode_text_pool(self, pool: dict[str, list[Record]]) -> list[list[torch.Tensor]]:
-        return [self._tokenize([r.text for r in pool[label]]) for label in self.classes]
+        return [
+            self._tokenize([r.text for r in pool[label]], f"{self.name}/train text pool/{label}")
+            for label in self.classes
+        ]
 
-    def _tokenize(self, texts: list[str]) -> list[torch.Tensor]:
-        encoded = self.tokenizer(texts, truncation=True)["input_ids"]
+    def _tokenize(self, texts: list[str], what: str) -> list[torch.Tensor]:
+        encoded = encode_texts(self.tokenizer, texts, what)
         return [torch.tensor(ids, dtype=torch.long) for ids in encoded]
 
     def _decode_images(self, records: list[Record]) -> tuple[list[Record], torch.Tensor]:
@@ -243,11 +251,13 @@ class EmotionDataModule(L.LightningDataModule):
         empty = torch.empty(0, 3, self.image_size, self.image_size, dtype=torch.uint8)
         return kept, torch.stack(pixels) if pixels else empty
 
-    def _encode(self, records: list[Record], pixels: torch.Tensor | None) -> EncodedSplit:
+    def _encode(
+        self, records: list[Record], pixels: torch.Tensor | None, what: str
+    ) -> EncodedSplit:
         labels = torch.tensor([self.label_space.index(r.label) for r in records], dtype=torch.long)
         input_ids = None
         if "text" in self.modalities:
-            input_ids = self._tokenize([r.text for r in records])
+            input_ids = self._tokenize([r.text for r in records], what)
         return EncodedSplit(labels, pixels, input_ids)
 
     def encode_inputs(
@@ -259,7 +269,7 @@ class EmotionDataModule(L.LightningDataModule):
         pixels = None
         if images is not None:
             pixels = torch.stack([load_pixels(Path(p), self.image_size, str(p)) for p in images])
-        input_ids = self._tokenize(list(texts)) if texts is not None else None
+        input_ids = self._tokenize(list(texts), "inputs") if texts is not None else None
         split = EncodedSplit(torch.full((n,), -1, dtype=torch.long), pixels, input_ids)
         return self._batch(split, range(n))
 

@@ -8,12 +8,13 @@ and horizontal flip) run on whole batches with torch, on whichever device the ba
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 from transformers.utils.constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
 from emoclip.errors import ConfigError, DataError
@@ -33,16 +34,24 @@ def normalization_stats(name: str) -> tuple[tuple[float, ...], tuple[float, ...]
 
 
 def open_image(source: Path | np.ndarray, origin: str = "") -> Image.Image:
-    """A PIL image from a file or an in-memory array; a file PIL can't read names itself."""
+    """A PIL image from a file or an in-memory array; a file PIL can't read names itself.
+
+    Images over PIL's Image.MAX_IMAGE_PIXELS (about 89 megapixels) are refused before decoding,
+    where PIL itself only warns up to twice that: no face image is that large, and such a
+    header on a small file is a decompression bomb.
+    """
     if isinstance(source, np.ndarray):
         return Image.fromarray(source)
     try:
-        with Image.open(source) as img:
-            img.load()
-            return ImageOps.exif_transpose(img)
-    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as err:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(source) as img:
+                img.load()
+                return ImageOps.exif_transpose(img)
+    except Exception as err:  # PIL decoders raise many types on a broken file
         where = f" ({origin})" if origin and origin != str(source) else ""
-        raise DataError(f"cannot read image {source}{where}: {err}") from err
+        reason = str(err) or type(err).__name__
+        raise DataError(f"cannot read image {source}{where}: {reason}") from err
 
 
 def to_rgb(img: Image.Image) -> Image.Image:

@@ -255,6 +255,11 @@ def _select_ckplus_folders(
         kept.extend(record for _, record in frames[-peak_frames:])
     if has_neutral and not include_neutral:
         log.info("%s: left out the neutral/ folder (include_neutral is false)", root)
+    if not kept:
+        raise DataError(
+            f"CK+ folder {root} has images only in neutral/, which is left out unless "
+            f"include_neutral is true; {_CKPLUS_LAYOUTS}"
+        )
     chosen = {id(record) for record in kept}
     return [r for r in records if id(r) in chosen]
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from emoclip.data.readers import read_ckplus, read_dair_emotion, read_manifest, read_table
 from emoclip.data.records import SPLITS, Record, Splits
-from emoclip.data.splits import grouped_kfold, grouped_split
+from emoclip.data.splits import check_fold, grouped_kfold, grouped_split
 from emoclip.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,8 @@ class SubjectSplit:
         test_fraction: float = 0.15,
         seed: int = 0,
     ):
+        if num_folds:
+            check_fold(num_folds, fold)  # before any data is read
         self.num_folds, self.fold = num_folds, fold
         self.val_fraction, self.test_fraction, self.seed = val_fraction, test_fraction, seed
 

@@ -49,13 +49,7 @@ def grouped_kfold(
 
     Across fold = 0..num_folds-1 every group is in the test part exactly once.
     """
-    if num_folds < 2:
-        raise ConfigError(f"data.num_folds must be at least 2, got {num_folds}")
-    if not 0 <= fold < num_folds:
-        raise ConfigError(
-            f"data.fold={fold} is out of range for data.num_folds={num_folds}; "
-            f"expected 0..{num_folds - 1}"
-        )
+    check_fold(num_folds, fold)
     rest_fraction = 1 - 1 / num_folds
     if not 0 < val_fraction < rest_fraction:
         raise ConfigError(
@@ -77,6 +71,16 @@ def grouped_kfold(
     test = [r for r, t in zip(records, in_test, strict=True) if t]
     train, val = _carve(rest, val_fraction / rest_fraction, seed)
     return {"train": train, "val": val, "test": test}
+
+
+def check_fold(num_folds: int, fold: int) -> None:
+    if num_folds < 2:
+        raise ConfigError(f"data.num_folds must be at least 2, got {num_folds}")
+    if not 0 <= fold < num_folds:
+        raise ConfigError(
+            f"data.fold={fold} is out of range for data.num_folds={num_folds}; "
+            f"expected 0..{num_folds - 1}"
+        )
 
 
 def check_splits(splits: Splits, classes: Sequence[str] | LabelSpace) -> None:

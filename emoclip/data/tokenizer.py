@@ -1,22 +1,32 @@
 """Text tokenizers: a pretrained one by hub id or local folder, or one trained on the study's texts.
 
 A trained tokenizer is word-level and deterministic: the vocabulary is every lower-cased word
-seen at least `min_frequency` times in the training texts, most frequent first. It is wrapped
-as a Hugging Face `PreTrainedTokenizerFast`, so it saves and loads like a hub tokenizer, and its
-JSON travels inside checkpoints so a model evaluates with the tokenizer it was trained with.
+seen at least `min_frequency` times in the training texts, most frequent first. Words split at
+whitespace and punctuation; each emoji (with its modifiers) and each Chinese or Japanese
+character (those scripts use no spaces) is a word of its own. It is wrapped as a Hugging Face
+`PreTrainedTokenizerFast`, so it saves and loads like a hub tokenizer, and its JSON travels
+inside checkpoints so a model evaluates with the tokenizer it was trained with.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, processors
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from emoclip.errors import BackboneLoadError
 
+log = logging.getLogger(__name__)
+
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
+# One CJK ideograph or kana, or one emoji (a symbol, its skin tone and variation selectors,
+# and further symbols joined by zero-width joiners, as in family emoji).
+_OWN_WORDS = Regex(
+    r"[\p{Han}\p{Hiragana}\p{Katakana}]|\p{So}[\p{Sk}\p{Mn}]*(?:\x{200D}\p{So}[\p{Sk}\p{Mn}]*)*"
+)
 
 
 def train_word_tokenizer(
@@ -24,7 +34,11 @@ def train_word_tokenizer(
 ) -> PreTrainedTokenizerFast:
     normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
     pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()]
+        [
+            pre_tokenizers.WhitespaceSplit(),
+            pre_tokenizers.Punctuation(),
+            pre_tokenizers.Split(_OWN_WORDS, behavior="isolated"),
+        ]
     )
     counts = Counter(
         word
@@ -43,6 +57,29 @@ def train_word_tokenizer(
         single=f"{BOS} $A {EOS}", special_tokens=[(BOS, vocab[BOS]), (EOS, vocab[EOS])]
     )
     return _wrap(backend, max_length)
+
+
+def encode_texts(tokenizer, texts: Sequence[str], what: str = "texts") -> list[list[int]]:
+    """Token ids of each text, cut at the tokenizer's limit (model_max_length, which
+    model.tokenizer.max_length sets); how many texts were cut is logged."""
+    encoded = tokenizer(list(texts), verbose=False)["input_ids"]
+    limit = tokenizer.model_max_length
+    too_long = [i for i, ids in enumerate(encoded) if len(ids) > limit]
+    if too_long:
+        longest = max(len(encoded[i]) for i in too_long)
+        cut = tokenizer([texts[i] for i in too_long], truncation=True)["input_ids"]
+        for i, ids in zip(too_long, cut, strict=True):
+            encoded[i] = ids
+        log.warning(
+            "%s: %d of %d texts were longer than the tokenizer's limit of %d tokens (the "
+            "longest %d) and were truncated",
+            what,
+            len(too_long),
+            len(encoded),
+            limit,
+            longest,
+        )
+    return encoded
 
 
 def tokenizer_from_json(json_str: str, max_length: int = 77) -> PreTrainedTokenizerFast:

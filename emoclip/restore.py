@@ -6,14 +6,13 @@ config and the tokenizer stored inside it rebuild the network exactly as it was 
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from emoclip.checkpoint_io import load_checkpoint_file
 from emoclip.errors import ConfigError
 from emoclip.models.module import EmotionClassifier
 from emoclip.study import Study, build_module, build_study, prepare_process, restore_tokenizer
@@ -23,13 +22,7 @@ def load_checkpoint(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"ckpt_path={str(path)!r} is not a file")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ConfigError(
-            f"{path} is not a checkpoint emoclip can load as plain data: {first_line}"
-        ) from err
+    checkpoint = load_checkpoint_file(path)
     if not isinstance(checkpoint, dict) or not {"emoclip", "hyper_parameters"} <= checkpoint.keys():
         raise ConfigError(f"{path} is not an emoclip checkpoint (no study config inside)")
     return checkpoint
