@@ -17,7 +17,7 @@ import emoclip.checkpoint_io
 from emoclip.checkpoint_io import SafeCheckpointIO, load_checkpoint_file
 from emoclip.cli import run_reporting_errors
 from emoclip.errors import DataError
-from emoclip.evaluate import load_checkpoint
+from emoclip.restore import load_checkpoint
 from emoclip.train import train
 from tests.conftest import QUIET, REPO, compose_train
 
