@@ -23,8 +23,9 @@ def load_checkpoint(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"ckpt_path={str(path)!r} is not a file")
-    # weights_only: a checkpoint is data; never run pickled code from it.
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    # weights_only: a checkpoint is data; never run pickled code from it. mmap: tensors are
+    # read when used, so reading only the config (as a resume check does) stays cheap.
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     if "emoclip" not in checkpoint or "hyper_parameters" not in checkpoint:
         raise ConfigError(f"{path} is not an emoclip checkpoint (no study config inside)")
     return checkpoint

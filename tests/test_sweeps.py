@@ -34,20 +34,20 @@ def trials(sweep_dir: Path) -> list[dict]:
 
 @pytest.mark.slow
 def test_multirun_across_models_and_seeds(tmp_path):
-    sweep = tmp_path / "sweep"
     result = run(
         "emoclip.train",
         "-m",
-        "model=clip_fusion,text_lstm,image_cnn",
+        "model=text_lstm,image_cnn",
         "seed=1,2",
         "logger=many",
         *TINY,
-        f"hydra.sweep.dir={sweep}",
+        f"paths.output_root={tmp_path}",  # the default sweep folder, under tmp_path/multirun
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep"]  # one sweep folder for all
+    (sweep,) = (tmp_path / "multirun").iterdir()  # one sweep folder for every job
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["multirun"]
     found = jobs(sweep)
-    assert sorted(found) == list(range(6))
+    assert sorted(found) == list(range(4))
     combos = set()
     for job in found.values():
         given = overrides(job)
@@ -60,9 +60,9 @@ def test_multirun_across_models_and_seeds(tmp_path):
         assert "val/f1_macro" in (job / "metrics.csv").read_text()  # csv logger, its own file
         assert list((job / "tensorboard").glob("events.out.tfevents.*"))
         assert json.loads((job / "versions.json").read_text())["torch"]
-    assert len(combos) == 6
+    assert len(combos) == 4
     table = trials(sweep)
-    assert [int(row["number"]) for row in table] == list(range(6))
+    assert [int(row["number"]) for row in table] == list(range(4))
     for row in table:
         assert row["state"] == "finished"
         assert float(row["val/f1_macro"]) == metrics(found[int(row["number"])])["val/f1_macro"]
