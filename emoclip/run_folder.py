@@ -1,20 +1,26 @@
-"""What a run leaves for its user (its own folder, metrics.json, splits.json, plots), and
-reading it back."""
+"""What a run leaves for its user (its own folder, metrics.json, splits.json, versions.json,
+plots), and reading it back."""
 
 from __future__ import annotations
 
 import csv
 import json
+import platform
+import subprocess
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from emoclip import __version__
 from emoclip.errors import DataError
 from emoclip.plots import plot_confusion, plot_curves
 
-METRICS_FILE = "metrics.json"
+METRICS_FILE = "metrics.json"  # written last: its presence marks a finished run
 CONFIG_FILE = Path(".hydra") / "config.yaml"
+LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
+PACKAGES = ("torch", "lightning", "transformers", "torchmetrics", "hydra-core")
 
 
 def claim_new_dir(path: str) -> str:
@@ -41,6 +47,15 @@ if not OmegaConf.has_resolver("emoclip.new_dir"):
     OmegaConf.register_new_resolver("emoclip.new_dir", claim_new_dir, use_cache=True)
 
 
+def flat_metrics(classes: Sequence[str], results: dict[str, dict]) -> dict:
+    """metrics.json's content: flat `stage/metric` keys of val, test and the test ablations."""
+    metrics: dict = {"classes": list(classes)}
+    for scope, values in results.items():
+        if scope != "train":
+            metrics.update(values)
+    return metrics
+
+
 def write_results(
     run_dir: Path,
     classes: Sequence[str],
@@ -52,10 +67,7 @@ def write_results(
     """Write metrics.json (flat `stage/metric` keys, the per-epoch `history` of training, plus
     `extra`) and the plots; return the metrics."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    metrics: dict = {"classes": list(classes), **(extra or {})}
-    for scope, values in results.items():
-        if scope != "train":  # val, test, and test ablations such as test_text_only
-            metrics.update(values)
+    metrics = {**flat_metrics(classes, results), **(extra or {})}
     if history:
         metrics["history"] = list(history)
     (run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
@@ -130,3 +142,49 @@ def read_history(run_dir: Path, metrics: dict) -> list[dict]:
     except ValueError as err:
         raise DataError(f"{path}: not a metrics.csv of numbers ({err})") from err
     return [{"epoch": epoch, **epochs[epoch]} for epoch in sorted(epochs)]
+
+
+def finished_metrics(run_dir: Path) -> dict | None:
+    """The metrics of a run folder whose run finished, else None (no metrics.json, or the one
+    a Ctrl-C wrote, marked `"status": "interrupted"`)."""
+    path = run_dir / METRICS_FILE
+    if not path.is_file():
+        return None
+    metrics = json.loads(path.read_text())
+    return None if metrics.get("status") == "interrupted" else metrics
+
+
+def git_commit(source: Path) -> dict:
+    """The commit of the git checkout that tracks the file `source`, and whether the checkout
+    has uncommitted changes; None for both otherwise (e.g. an installed wheel)."""
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(
+                ["git", "-C", str(source.parent), *args], capture_output=True, text=True, timeout=10
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    # Tracked, not merely inside a work tree: a wheel in a venv under some repository is not it.
+    tracked = git("ls-files", "--error-unmatch", source.name) is not None
+    commit = git("rev-parse", "HEAD") if tracked else None
+    changed = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    return {"git_commit": commit, "git_dirty": None if changed is None else bool(changed)}
+
+
+def versions() -> dict:
+    """What produced a run: python and library versions, and the code's git commit."""
+    found = {"python": platform.python_version(), "emoclip": __version__}
+    for package in PACKAGES:
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            found[package] = None
+    return {**found, **git_commit(Path(__file__).resolve())}
+
+
+def write_versions(run_dir: Path) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "versions.json").write_text(json.dumps(versions(), indent=2) + "\n")

@@ -7,11 +7,14 @@ from pathlib import Path
 
 import hydra
 import lightning as L
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
+from emoclip import tracking
 from emoclip.cli import run_reporting_errors
 from emoclip.errors import ConfigError
-from emoclip.run_folder import summary, write_results
+from emoclip.resume import Resume, plan_resume
+from emoclip.run_folder import flat_metrics, summary, write_results, write_versions
 from emoclip.study import (
     Study,
     build_study,
@@ -20,6 +23,7 @@ from emoclip.study import (
     is_training_free,
     prepare_process,
 )
+from emoclip.sweep import check_launchable
 
 log = logging.getLogger(__name__)
 
@@ -31,32 +35,53 @@ def train(cfg: DictConfig) -> dict:
             f"model={cfg.model.name} is not trained: evaluate it with "
             f"emoclip-eval model={cfg.model.name} data={cfg.data.name}"
         )
-    prepare_process(cfg.seed)
     run_dir = Path(cfg.paths.output_dir)
-    study = build_study(cfg)
-    network = study.module.network
+    resume = plan_resume(cfg)
+    if resume.finished is not None:
+        print(summary(run_dir, resume.finished), flush=True)
+        return resume.finished
+    prepare_process(cfg.seed)
+    tracking.group_by_sweep(cfg)
     trainer = build_trainer(cfg)
-    if hasattr(network, "fit"):  # fitted by its own method, on frozen features
-        history, extra = [], fit_on_frozen_features(study, trainer, run_dir)
-    else:
-        history, extra = fit_by_gradient(study, trainer, cfg.get("ckpt_path")), {}
-    metrics = write_results(
-        run_dir,
-        study.datamodule.classes,
-        {**study.module.results, **extra},
-        history=history,
-        split_ids=study.datamodule.split_ids(),
-    )
+    check_launchable(trainer)
+    study = build_study(cfg)
+    rank_zero_only(write_versions)(run_dir)
+    earlier_rows = {}
+    if resume.in_place:
+        earlier_rows = tracking.csv_rows_before(trainer.loggers, resume.global_step)
+    try:
+        if hasattr(study.module.network, "fit"):  # fitted by its own method, on frozen features
+            history, extra = [], fit_on_frozen_features(study, trainer, run_dir)
+        else:
+            history, extra = fit_by_gradient(study, trainer, resume), {}
+        if not trainer.is_global_zero:
+            # Under DDP every rank holds the metrics of the whole split (torchmetrics syncs
+            # them); rank 0 alone writes the run folder.
+            metrics = flat_metrics(study.datamodule.classes, study.module.results)
+            scores = summary(run_dir, metrics).split("\n", 1)[1]  # without the run folder line
+            log.info("rank %d (rank 0 writes the run folder):\n%s", trainer.global_rank, scores)
+            return metrics
+        metrics = write_results(
+            run_dir,
+            study.datamodule.classes,
+            {**study.module.results, **extra},
+            history=history,
+            split_ids=study.datamodule.split_ids(),
+        )
+        tracking.put_back_csv_rows(earlier_rows)
+        tracking.publish_results(trainer.loggers, run_dir, metrics)
+    finally:
+        tracking.finish(trainer.loggers)
     print(summary(run_dir, metrics), flush=True)
     return metrics
 
 
-def fit_by_gradient(study: Study, trainer: L.Trainer, resume_from: str | None) -> list[dict]:
+def fit_by_gradient(study: Study, trainer: L.Trainer, resume: Resume) -> list[dict]:
     """Lightning's fit, then validate and test the best checkpoint; the per-epoch history."""
-    trainer.fit(study.module, datamodule=study.datamodule, ckpt_path=resume_from)
+    trainer.fit(study.module, datamodule=study.datamodule, ckpt_path=resume.checkpoint)
     history = list(study.module.history)  # loading the best checkpoint below rewinds it
-    checkpoint = trainer.checkpoint_callback
-    best = "best" if checkpoint is not None and checkpoint.best_model_path else None
+    checkpoint = trainer.checkpoint_callback  # the first one: best.ckpt
+    best = (checkpoint.best_model_path or None) if checkpoint is not None else None
     trainer.validate(study.module, datamodule=study.datamodule, ckpt_path=best, verbose=False)
     trainer.test(study.module, datamodule=study.datamodule, ckpt_path=best, verbose=False)
     return history

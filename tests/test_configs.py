@@ -15,7 +15,16 @@ from tests.conftest import compose_train
 CONF = Path(config_dir())
 GROUPS = {
     group: sorted(p.stem for p in (CONF / group).glob("*.yaml"))
-    for group in ("data", "model", "trainer", "callbacks", "logger", "debug", "experiment")
+    for group in (
+        "data",
+        "model",
+        "trainer",
+        "callbacks",
+        "logger",
+        "debug",
+        "experiment",
+        "hparams_search",
+    )
 }
 OPTIONS = [(group, name) for group, names in GROUPS.items() for name in names]
 OPTIONS += [("model/backbone", p.stem) for p in (CONF / "model" / "backbone").glob("*.yaml")]

@@ -1,16 +1,22 @@
-"""Run folders: a new run never writes into an earlier one, even started in the same second."""
+"""Run folders: a new run never writes into an earlier one, even started in the same second;
+versions.json records what produced it."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import shutil
+import subprocess
 import threading
 from pathlib import Path
 
 import hydra.core.utils
+import pytest
 from hydra import compose, initialize_config_dir
 
-from emoclip.run_folder import claim_new_dir
+from emoclip.run_folder import claim_new_dir, git_commit, versions, write_versions
 from emoclip.study import config_dir
+from tests.conftest import REPO
 
 
 class FrozenClock(dt.datetime):
@@ -59,3 +65,22 @@ def test_concurrent_claims_of_one_name_get_distinct_folders(tmp_path):
     assert sorted(Path(c).name for c in claimed) == sorted(
         ["12-00-00_run", *(f"12-00-00_run_{n}" for n in range(2, 9))]
     )
+
+
+def test_versions_name_the_libraries_and_the_commit(tmp_path):
+    write_versions(tmp_path)
+    found = json.loads((tmp_path / "versions.json").read_text())
+    assert found == versions()
+    for package in ("python", "emoclip", "torch", "lightning", "transformers", "hydra-core"):
+        assert found[package], package
+    if shutil.which("git") is None or not (REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True)
+    assert found["git_commit"] == head.stdout.decode().strip()
+    assert isinstance(found["git_dirty"], bool)
+
+
+def test_no_commit_outside_a_git_checkout(tmp_path):
+    source = tmp_path / "module.py"
+    source.write_text("")
+    assert git_commit(source) == {"git_commit": None, "git_dirty": None}

@@ -46,6 +46,9 @@ class ClipFusion(nn.Module):
         self.clip = load_clip(
             backbone.get("name_or_path"), backbone.get("config"), backbone["image_size"], task
         )
+        # CLIP's contrastive temperature takes no part in classification; trainable, it would be
+        # a parameter outside the loss, which DDP refuses.
+        self.clip.logit_scale.requires_grad_(False)
         if gradient_checkpointing:
             self.clip.gradient_checkpointing_enable()
         if freeze in ("all", "text"):

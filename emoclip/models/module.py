@@ -7,9 +7,11 @@ Metrics are torchmetrics, computed over each whole epoch and logged as `{stage}/
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 
 import lightning as L
+import numpy as np
 import torch
 from torch import nn
 from torchmetrics import MeanMetric, MetricCollection
@@ -132,7 +134,9 @@ class EmotionClassifier(L.LightningModule):
 
     def _end_epoch(self, scope: str) -> None:
         scalars, confusion = self.scores[f"{scope}_"].compute_and_reset(scope)
-        self.log_dict(scalars, sync_dist=False)
+        # Under DDP torchmetrics has already gathered every rank's examples, so the values agree
+        # across ranks; sync_dist averages equal numbers, and tells Lightning they are global.
+        self.log_dict(scalars, sync_dist=True)
         self.results[scope] = {k: float(v) for k, v in scalars.items()}
         self.results[scope][f"{scope}/confusion_matrix"] = confusion
 
@@ -182,8 +186,35 @@ class EmotionClassifier(L.LightningModule):
         checkpoint["emoclip"] = {
             "classes": list(self.classes),
             "history": self.history,
+            "rng_states": rng_states(),
             **self.extra_checkpoint_state,
         }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        self.history = list(checkpoint.get("emoclip", {}).get("history", []))
+        state = checkpoint.get("emoclip", {})
+        self.history = list(state.get("history", []))
+        if "rng_states" in state:
+            set_rng_states(state["rng_states"])
+
+
+# A resumed run draws the same shuffles, dropout masks and augmentations as one that ran
+# through: the random generators continue from where the checkpoint left them. Plain types only,
+# so checkpoints stay loadable with torch.load(weights_only=True).
+def rng_states() -> dict:
+    numpy_state = np.random.get_state(legacy=False)  # noqa: NPY002 (the global one, seeded)
+    numpy_state["state"]["key"] = numpy_state["state"]["key"].tolist()
+    states = {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict) -> None:
+    random.setstate(states["python"])
+    numpy_state = {**states["numpy"], "state": dict(states["numpy"]["state"])}
+    numpy_state["state"]["key"] = np.asarray(numpy_state["state"]["key"], dtype=np.uint32)
+    np.random.set_state(numpy_state)  # noqa: NPY002
+    torch.set_rng_state(states["torch"])
+    cuda = states.get("cuda")
+    if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)

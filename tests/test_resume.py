@@ -1,0 +1,126 @@
+"""Resuming: a killed run continued from its last.ckpt ends as if it had run straight through."""
+
+import csv
+
+import lightning as L
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from emoclip.errors import ConfigError
+from emoclip.resume import Resume, plan_resume
+from emoclip.study import config_dir
+from emoclip.train import train
+from tests.conftest import QUIET, compose_train
+from tests.test_sources import write_ckplus48, write_dair
+
+
+class KillAtEpoch(L.Callback):
+    """Dies as the given epoch starts, after the previous epoch's checkpoints were written."""
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == self.epoch:
+            raise RuntimeError(f"killed at the start of epoch {self.epoch}")
+
+
+KILL = ["+callbacks.kill._target_=tests.test_resume.KillAtEpoch", "+callbacks.kill.epoch=1"]
+
+
+@pytest.fixture
+def paired_study(tmp_path):
+    """CK+-like faces paired by label with DAIR-like texts: a fresh text per image each epoch
+    (the EpochSampler), augmentation and dropout all draw random numbers."""
+    return [
+        "experiment=paper_tiny",
+        f"data.image_root={write_ckplus48(tmp_path / 'ck', subjects=6)}",
+        f"data.text_root={write_dair(tmp_path / 'dair')}",
+        "data.classes=[anger,happiness,sadness,surprise]",
+        "data.dataset.image.split.test_fraction=0.25",
+        "data.dataset.image.split.val_fraction=0.25",
+        "data.batch_size=8",
+        "model.backbone.image_size=32",
+        "model.network.dropout=0.3",
+        "trainer.max_epochs=3",
+        "callbacks.early_stopping=null",
+        *QUIET,
+    ]
+
+
+def test_killed_run_resumed_from_last_ends_like_a_straight_run(paired_study, tmp_path):
+    straight = train(compose_train(paired_study, tmp_path / "straight"))
+
+    killed = tmp_path / "killed"
+    # Raised by a test-only callback, not the test module's own class: Hydra imports it anew.
+    with pytest.raises(RuntimeError, match="killed at the start of epoch 1"):
+        train(compose_train([*paired_study, *KILL], killed))
+    assert (killed / "checkpoints" / "last.ckpt").is_file()
+    assert not (killed / "metrics.json").exists()
+    resumed = train(compose_train([*paired_study, "ckpt_path=last"], killed))
+
+    assert resumed == straight
+    histories = [checkpoint_history(d) for d in (tmp_path / "straight", killed)]
+    assert [row["epoch"] for row in histories[1]] == [0, 1, 2]
+    assert histories[0] == histories[1]
+    val_curves = [val_rows(d) for d in (tmp_path / "straight", killed)]
+    assert len(val_curves[1]) == 3 + 1  # each epoch, and the best checkpoint validated again
+    assert val_curves[0] == val_curves[1]
+
+
+def checkpoint_history(run_dir):
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    return checkpoint["emoclip"]["history"]
+
+
+def val_rows(run_dir):
+    with (run_dir / "metrics.csv").open() as f:
+        return [(r["epoch"], r["val/f1_macro"]) for r in csv.DictReader(f) if r["val/f1_macro"]]
+
+
+def fake_checkpoint(run_dir, cfg):
+    """A checkpoint holding cfg's study, as the module saves it (no weights needed here)."""
+    path = run_dir / "checkpoints" / "last.ckpt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    hparams = OmegaConf.to_container(cfg, resolve=True)
+    torch.save({"hyper_parameters": hparams, "emoclip": {}, "epoch": 2, "global_step": 9}, path)
+    return path
+
+
+def test_ckpt_path_last_continues_skips_or_starts(tmp_path):
+    cfg = compose_train(["ckpt_path=last"], tmp_path)
+    assert plan_resume(cfg) == Resume()  # nothing yet: start from scratch
+    checkpoint = fake_checkpoint(tmp_path, cfg)
+    assert plan_resume(cfg) == Resume(str(checkpoint), global_step=9, in_place=True)
+    (tmp_path / "metrics.json").write_text('{"val/f1_macro": 0.5}')
+    assert plan_resume(cfg) == Resume(finished={"val/f1_macro": 0.5})
+
+
+def test_a_run_folder_is_continued_in_place_and_a_file_in_a_new_folder(tmp_path):
+    old = tmp_path / "old"
+    checkpoint = fake_checkpoint(old, compose_train([], old))
+    with initialize_config_dir(config_dir(), version_base="1.3"):
+        by_folder = compose("train", [f"ckpt_path={old}"], return_hydra_config=True)
+        by_file = compose("train", [f"ckpt_path={checkpoint}"], return_hydra_config=True)
+    assert by_folder.hydra.run.dir == str(old)
+    assert by_file.hydra.run.dir != str(old)
+    cfg = compose_train([f"ckpt_path={old}"], tmp_path / "new")
+    assert plan_resume(cfg) == Resume(str(checkpoint), global_step=9, in_place=False)
+
+
+def test_resuming_another_study_names_the_differences(tmp_path):
+    fake_checkpoint(tmp_path, compose_train([], tmp_path))
+    cfg = compose_train(["ckpt_path=last", "model.optimizer.lr=0.5", "seed=3"], tmp_path)
+    with pytest.raises(ConfigError, match=r"model\.optimizer\.lr: 0\.001 in the checkpoint, 0\.5"):
+        plan_resume(cfg)
+    # Where the data lives and the trainer may change; the study may not.
+    moved = ["ckpt_path=last", "data.num_workers=2", "trainer.max_epochs=20"]
+    assert plan_resume(compose_train(moved, tmp_path)).checkpoint is not None
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path):
+    cfg = compose_train([f"ckpt_path={tmp_path}/nope.ckpt"], tmp_path / "run")
+    with pytest.raises(ConfigError, match="nope.ckpt"):
+        plan_resume(cfg)
