@@ -18,26 +18,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from emoclip.errors import ConfigError
 from emoclip.restore import load_checkpoint
-from emoclip.run_folder import LAST_CHECKPOINT, claim_new_dir, finished_metrics
+from emoclip.run_folder import LAST_CHECKPOINT, finished_metrics
 
 log = logging.getLogger(__name__)
 
 STUDY_KEYS = ("data", "model", "seed", "monitor", "monitor_mode")
 # Where the data lives and how fast it loads may change between launches; the study may not.
 NOT_STUDY = {"image_root", "text_root", "root", "num_workers", "pin_memory"}
-
-
-def continued_run_folder(ckpt_path: str | None, new_run_folder: str) -> str:
-    """hydra.run.dir of a training run: the run folder that `ckpt_path` names, if it names one,
-    so the run continues in its own folder; otherwise a new folder, created here."""
-    if ckpt_path and ckpt_path != "last" and Path(ckpt_path).is_dir():
-        return ckpt_path
-    return claim_new_dir(new_run_folder)
-
-
-# Cached for the reason emoclip.new_dir is: Hydra resolves the run folder more than once.
-if not OmegaConf.has_resolver("emoclip.continued_run"):
-    OmegaConf.register_new_resolver("emoclip.continued_run", continued_run_folder, use_cache=True)
 
 
 @dataclass

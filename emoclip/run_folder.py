@@ -41,10 +41,18 @@ def claim_new_dir(path: str) -> str:
             candidate = base.with_name(f"{base.name}_{n}")
 
 
+def hydra_run_dir(continue_in: str | None, new_run_dir: str) -> str:
+    """hydra.run.dir: the run folder `continue_in` names (train's ckpt_path=<run folder>
+    continues that run in place), else a new folder, created here."""
+    if continue_in and continue_in != "last" and Path(continue_in).is_dir():
+        return continue_in
+    return claim_new_dir(new_run_dir)
+
+
 # For conf/hydra/default.yaml. Cached: Hydra resolves the run folder more than once, and copies
 # the cache into each job of a sweep, so every resolution of one config gets the same folder.
-if not OmegaConf.has_resolver("emoclip.new_dir"):
-    OmegaConf.register_new_resolver("emoclip.new_dir", claim_new_dir, use_cache=True)
+if not OmegaConf.has_resolver("emoclip.run_dir"):
+    OmegaConf.register_new_resolver("emoclip.run_dir", hydra_run_dir, use_cache=True)
 
 
 def flat_metrics(classes: Sequence[str], results: dict[str, dict]) -> dict:
