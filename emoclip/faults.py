@@ -23,13 +23,14 @@ log = logging.getLogger(__name__)
 
 
 def _last_good_checkpoint(trainer: L.Trainer) -> str | None:
-    checkpoint = trainer.checkpoint_callback
-    if checkpoint is None:
-        return None
-    for path in (getattr(checkpoint, "last_model_path", ""), checkpoint.best_model_path):
-        if path and Path(path).is_file():
-            return path
-    return None
+    """The newest checkpoint file any checkpoint callback wrote (last.ckpt, else best.ckpt)."""
+    written = [
+        Path(path)
+        for callback in trainer.checkpoint_callbacks
+        for path in (getattr(callback, "last_model_path", ""), callback.best_model_path)
+        if path and Path(path).is_file()
+    ]
+    return str(max(written, key=lambda p: p.stat().st_mtime)) if written else None
 
 
 class StopOnNonFiniteLoss(Callback):

@@ -157,7 +157,7 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
 
 @pytest.mark.parametrize("loss", [float("inf"), float("-inf"), float("nan")])
 def test_any_nonfinite_loss_stops_training(loss):
-    trainer = SimpleNamespace(checkpoint_callback=None, current_epoch=4, global_step=40)
+    trainer = SimpleNamespace(checkpoint_callbacks=[], current_epoch=4, global_step=40)
     callback = StopOnNonFiniteLoss()
     callback.on_train_batch_end(trainer, None, {"loss": torch.tensor(2.5)}, None, 0)
     with pytest.raises(TrainingError, match=rf"became {loss} at epoch 4, batch 3.*No checkpoint"):
