@@ -37,7 +37,9 @@ def evaluate(cfg: DictConfig) -> dict:
     prepare_process(study_cfg.seed)
     study = build_study(study_cfg, saved_tokenizer=checkpoint["emoclip"].get("tokenizer"))
     study.module.load_state_dict(checkpoint["state_dict"])
-    trainer = build_trainer(cfg, with_callbacks=False, with_loggers=False)
+    trainer = build_trainer(
+        cfg, with_callbacks=False, with_loggers=False, study_callbacks=study.callbacks
+    )
     trainer.test(study.module, datamodule=study.datamodule, verbose=False)
     run_dir = Path(cfg.paths.output_dir)
     metrics = write_results(run_dir, study.datamodule.classes, study.module.results)

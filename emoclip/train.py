@@ -20,7 +20,7 @@ def train(cfg: DictConfig) -> dict:
     prepare_process(cfg.seed)
     run_dir = Path(cfg.paths.output_dir)
     study = build_study(cfg)
-    trainer = build_trainer(cfg)
+    trainer = build_trainer(cfg, study_callbacks=study.callbacks)
     trainer.fit(study.module, datamodule=study.datamodule, ckpt_path=cfg.get("ckpt_path"))
     history = list(study.module.history)  # loading the best checkpoint below rewinds it
 

@@ -15,7 +15,11 @@ GROUPS = {
     for group in ("data", "model", "trainer", "callbacks", "logger", "debug", "experiment")
 }
 OPTIONS = [(group, name) for group, names in GROUPS.items() for name in names]
-OPTIONS += [("model/backbone", p.stem) for p in (CONF / "model" / "backbone").glob("*.yaml")]
+OPTIONS += [
+    (f"model/{group}", p.stem)
+    for group in ("backbone", "fusion", "finetune")
+    for p in (CONF / "model" / group).glob("*.yaml")
+]
 
 
 @pytest.mark.parametrize(("group", "name"), OPTIONS, ids=[f"{g}={n}" for g, n in OPTIONS])
@@ -45,3 +49,17 @@ def test_eval_config_composes():
 def test_unknown_key_fails_at_composition(tmp_path):
     with pytest.raises(Exception, match="no_such_key"):
         compose_train(["model.no_such_key=1"], tmp_path)
+
+
+def test_precision_auto_picks_bf16_only_where_the_gpu_has_it(monkeypatch):
+    import torch
+
+    from emoclip.study import resolve_precision
+
+    assert resolve_precision("16-mixed", "gpu") == "16-mixed"
+    assert resolve_precision("auto", "cpu") == "32-true"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation: True)
+    assert resolve_precision("auto", "gpu") == "bf16-mixed"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation: False)
+    assert resolve_precision("auto", "gpu") == "16-mixed"

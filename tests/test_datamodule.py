@@ -111,3 +111,17 @@ def test_a_class_missing_from_a_split_is_an_error_before_training():
 def test_bad_settings_name_their_key(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         EmotionDataModule(SyntheticEmotions(classes=CLASSES), CLASSES, **kwargs)
+
+
+def test_memory_is_pinned_only_for_a_cuda_trainer_unless_set():
+    class FakeTrainer:
+        def __init__(self, device):
+            self.strategy = type("Strategy", (), {"root_device": torch.device(device)})()
+
+    dm = make_datamodule(["text"])
+    assert not dm.val_dataloader().pin_memory
+    dm.trainer = FakeTrainer("cuda")
+    assert dm._pin_memory()
+    dm.trainer = FakeTrainer("cpu")
+    assert not dm._pin_memory()
+    assert make_datamodule(["text"], pin_memory=True)._pin_memory()
