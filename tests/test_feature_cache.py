@@ -10,6 +10,7 @@ from hydra import compose, initialize_config_dir
 
 from emoclip.data.datamodule import FeatureSplit
 from emoclip.data.images import normalize
+from emoclip.errors import ConfigError
 from emoclip.evaluate import evaluate
 from emoclip.study import build_study, build_trainer, config_dir, prepare_process
 from emoclip.train import train
@@ -116,6 +117,13 @@ def test_a_corrupt_or_foreign_file_is_never_read(base, tmp_path):
     torch.testing.assert_close(
         study.datamodule.encoded["val"].pixels, base[2].datamodule.encoded["val"].pixels
     )
+
+
+def test_an_unwritable_cache_dir_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("")
+    with pytest.raises(ConfigError, match="paths.cache_dir"):
+        set_up(tmp_path / "run", blocker)
 
 
 def test_cached_features_are_the_encoders_output(base, tmp_path):

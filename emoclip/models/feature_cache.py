@@ -26,6 +26,7 @@ from torch import nn
 
 from emoclip.data.datamodule import EmotionDataModule, EncodedSplit, FeatureSplit
 from emoclip.data.images import normalize
+from emoclip.errors import ConfigError
 
 log = logging.getLogger(__name__)
 FORMAT = 1  # bump when what a file holds changes
@@ -183,7 +184,13 @@ def _read(path: Path, key: str) -> dict[str, torch.Tensor] | None:
 
 def _write(path: Path, key: str, tensors: dict[str, torch.Tensor]) -> None:
     """Write beside the target, then rename: a crash never leaves a half-written cache file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(partial), {"key": key})
-    os.replace(partial, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(partial), {"key": key})
+        os.replace(partial, path)
+    except OSError as err:
+        raise ConfigError(
+            f"cannot write the feature cache in {path.parent} ({err}); set paths.cache_dir to "
+            "a writable folder"
+        ) from err
