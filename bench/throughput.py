@@ -1,6 +1,6 @@
-"""Training speed (issue 5): not part of CI; about 15 minutes on 2 quiet CPU cores.
+"""Training speed (issue 5): not part of CI; about 10 minutes on 2 CPU cores.
 
-    python bench/throughput.py                # CPU: every measurement below, into RESULTS.md
+    python bench/throughput.py [--threads 1]   # CPU: every measurement below, into RESULTS.md
     python bench/throughput.py --gpu          # a CUDA machine: ViT-B/32 geometry, batch 32,
                                               # 32-true vs 16-mixed vs bf16-mixed, peak memory
 
@@ -379,7 +379,8 @@ def cpu_section(plan, throughput, overhead, threads, started, load) -> tuple[str
     begin, end = MARKERS["cpu"]
     lines = [
         begin,
-        "## Training speed on CPU (issue 5): `python bench/throughput.py`",
+        "## Training speed on CPU (issue 5): `python bench/throughput.py"
+        + (f" --threads {threads}`" if threads else "`"),
         "",
         f"Measured {time.strftime('%Y-%m-%d', time.localtime(started))} on {machine()}, "
         f"{throughput[0][1]['threads']} torch threads; load average {load[0]:.1f} at the start "
