@@ -36,4 +36,4 @@ format: $(STAMP) ## apply ruff's fixes and formatting
 	$(BIN)/ruff format emoclip tests bench
 
 clean: ## remove run folders and caches (keeps .venv)
-	rm -rf outputs/*/ .pytest_cache .ruff_cache
+	rm -rf outputs/*/ outputs/.cache .pytest_cache .ruff_cache

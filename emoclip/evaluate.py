@@ -40,7 +40,9 @@ def evaluate(cfg: DictConfig) -> dict:
     else:
         study = training_free_study(cfg)
         split_ids = study.datamodule.split_ids()
-    trainer = build_trainer(cfg, with_callbacks=False, with_loggers=False)
+    trainer = build_trainer(
+        cfg, with_callbacks=False, with_loggers=False, study_callbacks=study.callbacks
+    )
     trainer.test(study.module, datamodule=study.datamodule, verbose=False)
     run_dir = Path(cfg.paths.output_dir)
     metrics = write_results(

@@ -158,7 +158,7 @@ def _source_protocol(source: DictConfig, folds: Sequence[int]) -> str:
     return f"as {kind or 'its source'} gives it"
 
 
-DESCRIPTOR_COLUMNS = ("model", "backbone", "fusion", "freeze", "data")
+DESCRIPTOR_COLUMNS = ("model", "backbone", "fusion", "finetune", "data")
 
 
 def describe(config: DictConfig) -> dict[str, str]:
@@ -171,7 +171,7 @@ def describe(config: DictConfig) -> dict[str, str]:
         if backbone is None
         else _shown(_get(config, "model.backbone.name_or_path") or "tiny (random init)"),
         "fusion": "–" if fusion is None else _snake(str(fusion).rsplit(".", 1)[-1]),
-        "freeze": _shown(_get(config, "model.network.freeze")),
+        "finetune": _shown(_get(config, "model.network.finetune")),
         "data": _shown(_get(config, "data.name")),
     }
 

@@ -5,7 +5,8 @@ Shared by training and evaluation, so a checkpoint's study is rebuilt exactly as
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import lightning as L
@@ -21,8 +22,11 @@ from emoclip.data.tokenizer import (
     train_word_tokenizer,
 )
 from emoclip.errors import ConfigError
+from emoclip.models.feature_cache import FeatureCache
 from emoclip.models.module import EmotionClassifier
 from emoclip.models.task import TaskSpec
+
+log = logging.getLogger(__name__)
 
 
 def config_dir() -> str:
@@ -45,6 +49,8 @@ def prepare_process(seed: int) -> None:
 class Study:
     datamodule: EmotionDataModule
     module: EmotionClassifier
+    # Callbacks the study cannot run without (whatever `callbacks=` says), e.g. FeatureCache.
+    callbacks: list[L.Callback] = field(default_factory=list)
 
 
 def is_training_free(model_cfg: DictConfig) -> bool:
@@ -85,7 +91,23 @@ def build_study(cfg: DictConfig, saved_tokenizer: str | None = None) -> Study:
     datamodule.load_records()
     tokenizer = build_tokenizer(cfg.model.get("tokenizer"), datamodule, saved_tokenizer)
     datamodule.tokenizer = tokenizer
-    return Study(datamodule, build_module(cfg, datamodule.classes, tokenizer))
+    module = build_module(cfg, datamodule.classes, tokenizer)
+    return Study(datamodule, module, required_callbacks(cfg, module.network, datamodule))
+
+
+def required_callbacks(
+    cfg: DictConfig, network: torch.nn.Module, datamodule: EmotionDataModule
+) -> list[L.Callback]:
+    """Callbacks the study cannot run without: the feature cache of a frozen-encoder network."""
+    if not getattr(network, "caches_features", False):
+        return []
+    if datamodule.augment:
+        raise ConfigError(
+            "model.network.finetune=frozen computes each example's features once, so it "
+            "cannot augment images per epoch: set data.augment=null (model/finetune=frozen "
+            "does), or train without the cache: model.network.finetune_towers=[]"
+        )
+    return [FeatureCache(cfg.paths.cache_dir)]
 
 
 def build_module(cfg: DictConfig, classes: tuple[str, ...], tokenizer) -> EmotionClassifier:
@@ -116,12 +138,33 @@ def build_module(cfg: DictConfig, classes: tuple[str, ...], tokenizer) -> Emotio
 
 
 def build_trainer(
-    cfg: DictConfig, with_callbacks: bool = True, with_loggers: bool = True
+    cfg: DictConfig,
+    with_callbacks: bool = True,
+    with_loggers: bool = True,
+    study_callbacks: list[L.Callback] = (),
 ) -> L.Trainer:
-    callbacks = []
+    callbacks = list(study_callbacks)
     if with_callbacks and cfg.get("callbacks"):
-        callbacks = [instantiate(c) for c in cfg.callbacks.values() if c and "_target_" in c]
+        callbacks += [instantiate(c) for c in cfg.callbacks.values() if c and "_target_" in c]
     loggers = []
     if with_loggers and cfg.get("logger"):
         loggers = [instantiate(lg) for lg in cfg.logger.values() if lg and "_target_" in lg]
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
+    return instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, precision=precision
+    )
+
+
+def resolve_precision(precision: str, accelerator: str) -> str:
+    """trainer.precision, where `auto` means: bf16-mixed on a GPU with native bf16 (Ampere and
+    newer), 16-mixed on other CUDA GPUs, 32-true on CPU."""
+    if str(precision) != "auto":
+        return precision
+    if accelerator == "cpu" or not torch.cuda.is_available():
+        chosen = "32-true"
+    elif torch.cuda.is_bf16_supported(including_emulation=False):
+        chosen = "bf16-mixed"
+    else:
+        chosen = "16-mixed"
+    log.info("trainer.precision=auto: %s", chosen)
+    return chosen

@@ -42,9 +42,9 @@ def train(cfg: DictConfig) -> dict:
         return resume.finished
     prepare_process(cfg.seed)
     tracking.group_by_sweep(cfg)
-    trainer = build_trainer(cfg)
-    check_launchable(trainer)
     study = build_study(cfg)
+    trainer = build_trainer(cfg, study_callbacks=study.callbacks)
+    check_launchable(trainer)
     rank_zero_only(write_versions)(run_dir)
     earlier_rows = {}
     if resume.in_place:

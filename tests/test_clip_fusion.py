@@ -98,11 +98,3 @@ def test_unimodal_heads_give_per_modality_logits_and_add_to_the_training_loss():
     assert plain.network.unimodal_heads is not None and len(plain.network.unimodal_heads) == 0
     with pytest.raises(ConfigError, match="unimodal_loss_weight"):
         ClipFusion(TASK, BACKBONE, unimodal_loss_weight=-1)
-
-
-@pytest.mark.parametrize(("freeze", "frozen"), [("all", 2), ("text", 1), ("image", 1), ("none", 0)])
-def test_freeze_options(freeze, frozen):
-    net = ClipFusion(TASK, BACKBONE, freeze=freeze)
-    towers = [net.clip.text_model, net.clip.vision_model]
-    assert sum(not any(p.requires_grad for p in t.parameters()) for t in towers) == frozen
-    assert all(p.requires_grad for p in net.fusion.parameters())

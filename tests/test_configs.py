@@ -27,7 +27,11 @@ GROUPS = {
     )
 }
 OPTIONS = [(group, name) for group, names in GROUPS.items() for name in names]
-OPTIONS += [("model/backbone", p.stem) for p in (CONF / "model" / "backbone").glob("*.yaml")]
+OPTIONS += [
+    (f"model/{group}", p.stem)
+    for group in ("backbone", "fusion", "finetune")
+    for p in (CONF / "model" / group).glob("*.yaml")
+]
 
 
 @pytest.mark.parametrize(("group", "name"), OPTIONS, ids=[f"{g}={n}" for g, n in OPTIONS])
@@ -92,3 +96,17 @@ def test_bad_config_values_stop_before_any_work(overrides, message, tmp_path):
     with pytest.raises(SystemExit, match=f"^emoclip: .*{message}"):
         run_reporting_errors(lambda: train(cfg))
     assert list(tmp_path.iterdir()) == []  # no data read (the folders do not exist), no files
+
+
+def test_precision_auto_picks_bf16_only_where_the_gpu_has_it(monkeypatch):
+    import torch
+
+    from emoclip.study import resolve_precision
+
+    assert resolve_precision("16-mixed", "gpu") == "16-mixed"
+    assert resolve_precision("auto", "cpu") == "32-true"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation: True)
+    assert resolve_precision("auto", "gpu") == "bf16-mixed"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation: False)
+    assert resolve_precision("auto", "gpu") == "16-mixed"

@@ -158,3 +158,17 @@ def test_long_texts_are_truncated_to_the_tokenizer_limit_and_counted(caplog):
         ids = dm.encoded[split].input_ids[-1]
         assert len(ids) == 16 and ids[-1] == dm.tokenizer.eos_token_id
         assert len(dm.encoded[split].input_ids[0]) == 5  # <bos> short x text <eos>
+
+
+def test_memory_is_pinned_only_for_a_cuda_trainer_unless_set():
+    class FakeTrainer:
+        def __init__(self, device):
+            self.strategy = type("Strategy", (), {"root_device": torch.device(device)})()
+
+    dm = make_datamodule(["text"])
+    assert not dm.val_dataloader().pin_memory
+    dm.trainer = FakeTrainer("cuda")
+    assert dm._pin_memory()
+    dm.trainer = FakeTrainer("cpu")
+    assert not dm._pin_memory()
+    assert make_datamodule(["text"], pin_memory=True)._pin_memory()

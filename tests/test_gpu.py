@@ -32,3 +32,21 @@ def test_gpu_trainer_learns(model, precision, tmp_path):
     metrics = train(cfg)
     assert metrics["test/acc"] > 2 / 7, metrics
     assert torch.isfinite(torch.tensor(metrics["test/loss"]))
+
+
+def test_frozen_features_are_encoded_on_the_gpu_under_auto_precision(tmp_path):
+    cache = tmp_path / "cache"
+    cfg = compose_train(
+        [
+            "trainer=gpu",
+            "model/finetune=frozen",
+            "trainer.max_epochs=2",
+            f"paths.cache_dir={cache}",
+            *SMALL_DATA,
+            *QUIET,
+        ],
+        tmp_path / "run",
+    )
+    metrics = train(cfg)
+    assert torch.isfinite(torch.tensor(metrics["test/loss"]))
+    assert len(list((cache / "features").glob("*.safetensors"))) == 3

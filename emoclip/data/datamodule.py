@@ -2,6 +2,8 @@
 
 A batch is a dict with `labels` and whichever of `input_ids` + `attention_mask` (text) and
 `pixel_values` (image) the study's modalities provide, plus `index` (position in its split).
+A study whose encoders are frozen swaps its splits for `FeatureSplit`s, whose batches carry
+each modality's encoder features instead (`text_features`, `image_features`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,11 @@ from emoclip.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 MODALITIES = ("text", "image")
+# The batch keys that carry each modality, in every form a batch can take.
+MODALITY_KEYS = {
+    "text": ("input_ids", "attention_mask", "text_features"),
+    "image": ("pixels", "pixel_values", "image_features"),
+}
 
 
 class EncodedSplit(Dataset):
@@ -34,6 +41,8 @@ class EncodedSplit(Dataset):
     With a `text_pool` (token ids per class index), an item's text is drawn afresh from the
     pool each epoch: the sampler passes (index, epoch) and the draw is seeded by both.
     """
+
+    image_key, text_key = "pixels", "input_ids"
 
     def __init__(
         self,
@@ -53,15 +62,23 @@ class EncodedSplit(Dataset):
         i, epoch = key if isinstance(key, tuple) else (key, None)
         item = {"index": i, "labels": self.labels[i]}
         if self.pixels is not None:
-            item["pixels"] = self.pixels[i]
+            item[self.image_key] = self.pixels[i]
         if self.text_pool is not None and epoch is not None:
             texts = self.text_pool[int(self.labels[i])]
-            item["input_ids"] = texts[
+            item[self.text_key] = texts[
                 np.random.default_rng([self.seed, epoch, i]).integers(len(texts))
             ]
         elif self.input_ids is not None:
-            item["input_ids"] = self.input_ids[i]
+            item[self.text_key] = self.input_ids[i]
         return item
+
+
+class FeatureSplit(EncodedSplit):
+    """A split as frozen-encoder features: `pixels` holds z_I (n, embed), `input_ids` z_T and
+    `text_pool` z_T of each class's texts (a tensor per class); items carry them as
+    `image_features` and `text_features`, with the same per-epoch text draws."""
+
+    image_key, text_key = "image_features", "text_features"
 
 
 class EpochSampler(Sampler):
@@ -87,12 +104,10 @@ class Collate:
         self.pad_token_id = pad_token_id
 
     def __call__(self, items: list[dict]) -> dict:
-        batch = {
-            "index": torch.tensor([it["index"] for it in items]),
-            "labels": torch.stack([it["labels"] for it in items]),
-        }
-        if "pixels" in items[0]:
-            batch["pixels"] = torch.stack([it["pixels"] for it in items])
+        batch = {"index": torch.tensor([it["index"] for it in items])}
+        for key in items[0]:
+            if key not in ("index", "input_ids"):
+                batch[key] = torch.stack([it[key] for it in items])
         if "input_ids" in items[0]:
             ids = [it["input_ids"] for it in items]
             batch["input_ids"] = pad_sequence(
@@ -115,7 +130,7 @@ class EmotionDataModule(L.LightningDataModule):
         batch_size: int = 32,
         eval_batch_size: int | None = None,
         num_workers: int = 0,
-        pin_memory: bool = False,
+        pin_memory: bool | None = None,
         image_size: int | None = None,
         normalization: str = "half",
         augment: dict | None = None,
@@ -278,12 +293,11 @@ class EmotionDataModule(L.LightningDataModule):
         return self._batch(self.encoded[split], indices)
 
     def _batch(self, dataset: EncodedSplit, indices: Sequence[int]) -> dict:
-        batch = Collate(self.pad_token_id)([dataset[i] for i in indices])
+        batch = self.collate()([dataset[i] for i in indices])
         return self.on_after_batch_transfer(batch, 0)
 
-    @property
-    def pad_token_id(self) -> int:
-        return self.tokenizer.pad_token_id if self.tokenizer is not None else 0
+    def collate(self) -> Collate:
+        return Collate(self.tokenizer.pad_token_id if self.tokenizer is not None else 0)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         dataset = self.encoded[split]
@@ -297,9 +311,15 @@ class EmotionDataModule(L.LightningDataModule):
             sampler=sampler,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
-            pin_memory=self.pin_memory,
-            collate_fn=Collate(self.pad_token_id),
+            pin_memory=self._pin_memory(),
+            collate_fn=self.collate(),
         )
+
+    def _pin_memory(self) -> bool:
+        """data.pin_memory, or when unset (null): pin when training on a CUDA GPU."""
+        if self.pin_memory is not None:
+            return self.pin_memory
+        return self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

@@ -1,13 +1,20 @@
 """The report's model, generalised: CLIP's text features z_T and image features z_I, combined
 by a fusion module (`model/fusion=`; the report's is concatenation into a feedforward head).
 A modality the batch lacks (a one-modality study, an ablation) enters as zeros.
+
+How much of CLIP trains is `finetune` (`model/finetune=`): `full`, `partial` (the last k
+transformer layers of each encoder, its final layer norm and projection), `lora` (low-rank
+adapters on the attention projections, through peft) or `frozen` (nothing: the features are
+computed once per example and cached, see emoclip/models/feature_cache.py). `finetune_towers`
+names the encoders the mode applies to; the others stay frozen.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
+from peft import LoraConfig, inject_adapter_in_model
 from torch import nn
 from transformers import CLIPModel
 
@@ -16,7 +23,8 @@ from emoclip.models.clip_backbone import load_clip
 from emoclip.models.fusion import ClipFeatures, ConcatFusion, FeatureDims
 from emoclip.models.task import TaskSpec
 
-FREEZE_OPTIONS = ("none", "all", "text", "image")
+FINETUNE_MODES = ("full", "partial", "lora", "frozen")
+TOWERS = ("text", "image")
 
 
 class ClipFusion(nn.Module):
@@ -29,14 +37,24 @@ class ClipFusion(nn.Module):
         fusion: Callable[..., nn.Module] = ConcatFusion,
         hidden_size: int = 512,
         dropout: float = 0.1,
-        freeze: str = "none",
+        finetune: str = "full",
+        finetune_towers: Sequence[str] = TOWERS,
+        trainable_layers: int = 2,
+        lora: Mapping | None = None,
         gradient_checkpointing: bool = False,
         modality_dropout: float = 0.0,
         unimodal_loss_weight: float = 0.0,
     ):
         super().__init__()
-        if freeze not in FREEZE_OPTIONS:
-            raise ConfigError(f"model.network.freeze={freeze!r}; expected one of {FREEZE_OPTIONS}")
+        if finetune not in FINETUNE_MODES:
+            raise ConfigError(
+                f"model.network.finetune={finetune!r}; expected one of {list(FINETUNE_MODES)}"
+            )
+        if not set(finetune_towers) <= set(TOWERS):
+            raise ConfigError(
+                f"model.network.finetune_towers={list(finetune_towers)}; expected a subset of "
+                f"{list(TOWERS)}"
+            )
         if not 0 <= modality_dropout <= 0.5:
             raise ConfigError(f"model.network.modality_dropout={modality_dropout}; expected 0..0.5")
         if unimodal_loss_weight < 0:
@@ -46,20 +64,29 @@ class ClipFusion(nn.Module):
         self.clip = load_clip(
             backbone.get("name_or_path"), backbone.get("config"), backbone["image_size"], task
         )
+        self.finetune = finetune
+        self._set_trainable(
+            towers=() if finetune == "frozen" else tuple(finetune_towers),
+            trainable_layers=trainable_layers,
+            lora=lora,
+        )
         # CLIP's contrastive temperature takes no part in classification; trainable, it would be
         # a parameter outside the loss, which DDP refuses.
         self.clip.logit_scale.requires_grad_(False)
         if gradient_checkpointing:
             self.clip.gradient_checkpointing_enable()
-        if freeze in ("all", "text"):
-            self._freeze(self.clip.text_model, self.clip.text_projection)
-        if freeze in ("all", "image"):
-            self._freeze(self.clip.vision_model, self.clip.visual_projection)
         self.modality_dropout = modality_dropout
         self.dims = clip_feature_dims(self.clip)
         self.fusion = fusion(
             dims=self.dims, num_classes=task.num_classes, hidden_size=hidden_size, dropout=dropout
         )
+        if self.caches_features and getattr(self.fusion, "needs_tokens", False):
+            raise ConfigError(
+                "model/finetune=frozen caches one feature vector per example and modality, but "
+                f"the fusion {type(self.fusion).__name__} needs every token's features; use "
+                "model/fusion=concat|late|gated, or keep the encoders frozen without a cache: "
+                "model/finetune=full model.network.finetune_towers=[]"
+            )
         # Auxiliary linear classifiers on z_T and z_I alone: their loss, added with this weight
         # while training, makes each encoder learn its modality even when the other one is
         # easier (left alone, a fused model can lean on the text and never train its images).
@@ -70,15 +97,70 @@ class ClipFusion(nn.Module):
             else {}
         )
 
-    @staticmethod
-    def _freeze(*modules: nn.Module) -> None:
-        for module in modules:
-            module.requires_grad_(False)
+    @property
+    def caches_features(self) -> bool:
+        """Whether this network trains from cached encoder features (`text_features`,
+        `image_features` in the batch) rather than from tokens and pixels."""
+        return self.finetune == "frozen"
+
+    def _set_trainable(
+        self, towers: tuple[str, ...], trainable_layers: int, lora: Mapping | None
+    ) -> None:
+        clip = self.clip
+        encoders = {"text": clip.text_model, "image": clip.vision_model}
+        projections = {"text": clip.text_projection, "image": clip.visual_projection}
+        final_norms = {
+            "text": clip.text_model.final_layer_norm,
+            "image": clip.vision_model.post_layernorm,
+        }
+        clip.requires_grad_(False)
+        if self.finetune == "full":
+            for tower in towers:
+                encoders[tower].requires_grad_(True)
+                projections[tower].requires_grad_(True)
+        elif self.finetune == "partial":
+            for tower in towers:
+                layers = encoders[tower].encoder.layers
+                if not 0 <= trainable_layers <= len(layers):
+                    raise ConfigError(
+                        f"model.network.trainable_layers={trainable_layers}; the {tower} encoder "
+                        f"has {len(layers)} layers, so expected 0..{len(layers)}"
+                    )
+                for layer in layers[len(layers) - trainable_layers :]:
+                    layer.requires_grad_(True)
+                final_norms[tower].requires_grad_(True)
+                projections[tower].requires_grad_(True)
+        elif self.finetune == "lora" and towers:
+            self._add_lora(towers, dict(lora or {}))
+
+    def _add_lora(self, towers: tuple[str, ...], settings: dict) -> None:
+        """Low-rank adapters on the chosen attention projections of the chosen encoders; peft
+        adds them in place and leaves only them trainable."""
+        unknown = set(settings) - {"r", "alpha", "dropout", "target_modules"}
+        if unknown:
+            raise ConfigError(
+                f"model.network.lora has unknown keys {sorted(unknown)}; expected r, alpha, "
+                "dropout, target_modules"
+            )
+        prefixes = "|".join({"text": "text_model", "image": "vision_model"}[t] for t in towers)
+        targets = "|".join(settings.get("target_modules", ("q_proj", "v_proj")))
+        config = LoraConfig(
+            r=settings.get("r", 8),
+            lora_alpha=settings.get("alpha", 16),
+            lora_dropout=settings.get("dropout", 0.0),
+            target_modules=rf"({prefixes})\.encoder\.layers\.\d+\.self_attn\.({targets})",
+        )
+        try:
+            inject_adapter_in_model(config, self.clip)
+        except ValueError as err:
+            raise ConfigError(f"model.network.lora: {err}") from err
 
     def backbone_parameters(self):
         return [p for p in self.clip.parameters() if p.requires_grad]
 
     def encode(self, batch: dict) -> ClipFeatures:
+        """CLIP's features of the batch; features already in the batch (the frozen mode's
+        cache) are used as they are."""
         return encode_clip(
             self.clip, batch, self.dims, tokens=getattr(self.fusion, "needs_tokens", False)
         )
@@ -119,16 +201,21 @@ def encode_clip(
     clip: CLIPModel, batch: dict, dims: FeatureDims, tokens: bool = False
 ) -> ClipFeatures:
     """CLIP's projected features of each modality (and its per-token outputs with `tokens`),
-    zeros for a modality the batch lacks."""
+    zeros for a modality the batch lacks; features already in the batch (`text_features`,
+    `image_features`: a feature cache's) are used as they are."""
     labels = batch["labels"]
     n, device = labels.shape[0], labels.device
     text = image = text_tokens = text_mask = image_tokens = None
-    if "input_ids" in batch:
+    if "text_features" in batch:
+        text = batch["text_features"]
+    elif "input_ids" in batch:
         out = clip.text_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
         text = clip.text_projection(out.pooler_output)
         if tokens:
             text_tokens, text_mask = out.last_hidden_state, batch["attention_mask"].bool()
-    if "pixel_values" in batch:
+    if "image_features" in batch:
+        image = batch["image_features"]
+    elif "pixel_values" in batch:
         out = clip.vision_model(pixel_values=batch["pixel_values"])
         image = clip.visual_projection(out.pooler_output)
         if tokens:

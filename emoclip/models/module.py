@@ -21,12 +21,14 @@ from torchmetrics.classification import (
     MulticlassF1Score,
 )
 
+from emoclip.data.datamodule import MODALITY_KEYS
+
 STAGES = ("train", "val", "test")
 
 
 # At test time a two-modality study is also scored with one modality removed (the network
 # sees zeros for it): "text_only" drops the image, "image_only" drops the text.
-ABLATIONS = {"text_only": ("pixel_values",), "image_only": ("input_ids", "attention_mask")}
+ABLATIONS = {"text_only": "image", "image_only": "text"}
 
 
 class Scores(nn.Module):
@@ -124,9 +126,10 @@ class EmotionClassifier(L.LightningModule):
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self._step(batch, "test")
-        if "pixel_values" in batch and "input_ids" in batch:
+        present = [m for m, keys in MODALITY_KEYS.items() if any(k in batch for k in keys)]
+        if len(present) == 2:
             for name, dropped in ABLATIONS.items():
-                kept = {k: v for k, v in batch.items() if k not in dropped}
+                kept = {k: v for k, v in batch.items() if k not in MODALITY_KEYS[dropped]}
                 self._step(kept, f"test_{name}")
 
     def predict_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
@@ -171,6 +174,7 @@ class EmotionClassifier(L.LightningModule):
                 {"params": [p for p in trainable if id(p) in backbone_ids], "lr": self.backbone_lr},
                 {"params": [p for p in trainable if id(p) not in backbone_ids]},
             ]
+            groups = [g for g in groups if g["params"]]  # frozen encoders: no backbone group
             optimizer = self.optimizer_factory(groups)
         else:
             optimizer = self.optimizer_factory(trainable)

@@ -1,0 +1,196 @@
+"""Frozen-encoder features, computed once per example and cached on disk (`model/finetune=frozen`).
+
+When no encoder weight trains, an example's z_T and z_I never change: they are computed once,
+written under `paths.cache_dir`, and the head trains from them. A cache file is named by a
+digest of everything its contents depend on: the CLIP's config, a hash of its weights as they
+are (seeded random weights included), the pixel normalisation, the numeric precision, and the
+split's example ids and exact encoder inputs (the resized pixels and the token ids, which fix
+the image size, the tokenizer and its max_length). Change any of them and the name changes, so
+a stale file is never read; the full key is also stored in the file and checked on load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from emoclip.data.datamodule import EmotionDataModule, EncodedSplit, FeatureSplit
+from emoclip.data.images import normalize
+from emoclip.errors import ConfigError
+
+log = logging.getLogger(__name__)
+FORMAT = 1  # bump when what a file holds changes
+
+
+class FeatureCache(L.Callback):
+    """At setup, before any dataloader exists, swaps each split of the datamodule for its
+    encoder features: read from the cache, or computed with the study's own (final) weights
+    and written there."""
+
+    def __init__(self, cache_dir: str | Path):
+        self.cache_dir = Path(cache_dir) / "features"
+        self.build_seconds: dict[str, float] = {}  # split -> time spent encoding it
+        self.reused: list[str] = []  # splits read from the cache
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        datamodule: EmotionDataModule = trainer.datamodule
+        pending = [s for s, d in datamodule.encoded.items() if not isinstance(d, FeatureSplit)]
+        if not pending:
+            return
+        network = pl_module.network
+        shared = {
+            "format": FORMAT,
+            "model": json.loads(network.clip.config.to_json_string(use_diff=False)),
+            "weights": weights_digest(network.clip),
+            "normalization": [datamodule.mean, datamodule.std],
+            "precision": str(trainer.precision),
+        }
+        encoder = _Encoder(network, datamodule, trainer)
+        for split in pending:
+            data = datamodule.encoded[split]
+            ids = [r.id for r in datamodule.records[split]]
+            key = json.dumps({**shared, "split": split, "data": data_digest(ids, data)})
+            path = self.cache_dir / f"{split}-{hashlib.sha256(key.encode()).hexdigest()[:32]}"
+            path = path.with_suffix(".safetensors")
+            tensors = _read(path, key)
+            if tensors is None:
+                start = time.perf_counter()
+                tensors = encoder(data)
+                self.build_seconds[split] = time.perf_counter() - start
+                _write(path, key, tensors)
+                log.info(
+                    "encoded %d %s examples in %.1f s; cached in %s",
+                    len(data),
+                    split,
+                    self.build_seconds[split],
+                    path,
+                )
+            else:
+                self.reused.append(split)
+                log.info("%s features read from the cache %s", split, path)
+            pool = sorted((k for k in tensors if k.startswith("pool.")), key=_pool_index)
+            datamodule.encoded[split] = FeatureSplit(
+                data.labels,
+                tensors.get("image"),
+                tensors.get("text"),
+                text_pool=[tensors[k] for k in pool] if pool else None,
+                seed=data.seed,
+            )
+
+
+class _Encoder:
+    """Runs the frozen encoders over a split's inputs, in eval mode, on the trainer's device
+    and under its precision; returns float32 CPU tensors."""
+
+    def __init__(self, network: nn.Module, datamodule: EmotionDataModule, trainer: L.Trainer):
+        self.network, self.datamodule = network, datamodule
+        self.device = trainer.strategy.root_device
+        self.context = trainer.precision_plugin.forward_context
+
+    def __call__(self, data: EncodedSplit) -> dict[str, torch.Tensor]:
+        modalities = self.datamodule.modalities
+        items = [data[i] for i in range(len(data))]
+        features = self._run(items)
+        out = {m: features[m] for m in modalities}
+        if data.text_pool is not None and "text" in modalities:
+            for c, texts in enumerate(data.text_pool):
+                pool_items = [
+                    {"index": j, "labels": torch.tensor(c), "input_ids": ids}
+                    for j, ids in enumerate(texts)
+                ]
+                out[f"pool.{c}"] = self._run(pool_items)["text"]
+        return out
+
+    @torch.no_grad()
+    def _run(self, items: list[dict]) -> dict[str, torch.Tensor]:
+        collate, size = self.datamodule.collate(), self.datamodule.eval_batch_size
+        dm = self.datamodule
+        was_training = self.network.training
+        self.network.clip.to(self.device)
+        self.network.eval()
+        text, image = [], []
+        try:
+            for start in range(0, len(items), size):
+                batch = {
+                    k: v.to(self.device) for k, v in collate(items[start : start + size]).items()
+                }
+                if "pixels" in batch:
+                    batch["pixel_values"] = normalize(batch.pop("pixels"), dm.mean, dm.std)
+                with self.context():
+                    encoded = self.network.encode(batch)
+                text.append(encoded.text.float().cpu())
+                image.append(encoded.image.float().cpu())
+        finally:
+            self.network.train(was_training)
+        return {"text": torch.cat(text), "image": torch.cat(image)}
+
+
+def weights_digest(module: nn.Module) -> str:
+    """A hash of every tensor in the module's state dict, names, dtypes and shapes included."""
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+def data_digest(ids: list[str], data: EncodedSplit) -> str:
+    """A hash of a split's example ids and exactly what its encoders would be fed."""
+    digest = hashlib.sha256()
+    digest.update("\n".join(ids).encode())
+    if data.pixels is not None:
+        digest.update(f"pixels{tuple(data.pixels.shape)};".encode())
+        digest.update(data.pixels.contiguous().reshape(-1).numpy())
+    pools = (
+        [] if data.text_pool is None else [(f"pool{c}", t) for c, t in enumerate(data.text_pool)]
+    )
+    for name, sequences in [("texts", data.input_ids or []), *pools]:
+        digest.update(f"{name}{len(sequences)};".encode())
+        for ids_ in sequences:
+            digest.update(f"{len(ids_)};".encode())
+            digest.update(ids_.contiguous().numpy())
+    return digest.hexdigest()
+
+
+def _pool_index(key: str) -> int:
+    return int(key.split(".", 1)[1])
+
+
+def _read(path: Path, key: str) -> dict[str, torch.Tensor] | None:
+    """The file's tensors if it exists, is readable and holds exactly this key; else None."""
+    if not path.is_file():
+        return None
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            if (f.metadata() or {}).get("key") != key:
+                log.warning("%s holds features for another key; recomputing", path)
+                return None
+            return {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
+    except (OSError, SafetensorError) as err:
+        log.warning("cannot read the feature cache %s (%s); recomputing", path, err)
+        return None
+
+
+def _write(path: Path, key: str, tensors: dict[str, torch.Tensor]) -> None:
+    """Write beside the target, then rename: a crash never leaves a half-written cache file."""
+    partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(partial), {"key": key})
+        os.replace(partial, path)
+    except OSError as err:
+        raise ConfigError(
+            f"cannot write the feature cache in {path.parent} ({err}); set paths.cache_dir to "
+            "a writable folder"
+        ) from err

@@ -1,0 +1,183 @@
+"""model/finetune=frozen: encoder features computed once, cached on disk under a key of model,
+weights, preprocessing and data; a changed key recomputes, a stale file is never read."""
+
+import csv
+import shutil
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from emoclip.data.datamodule import FeatureSplit
+from emoclip.data.images import normalize
+from emoclip.errors import ConfigError
+from emoclip.evaluate import evaluate
+from emoclip.study import build_study, build_trainer, config_dir, prepare_process
+from emoclip.train import train
+from tests.conftest import QUIET, compose_train
+
+SPLITS = {"train", "val", "test"}
+FROZEN = [
+    "model/finetune=frozen",
+    "data.dataset.train_size=140",
+    "data.dataset.val_size=70",
+    "data.dataset.test_size=70",
+    "model.backbone.image_size=32",
+    "model.backbone.config.text.num_hidden_layers=1",
+    "model.backbone.config.vision.num_hidden_layers=1",
+    *QUIET,
+]
+
+
+def set_up(run_dir, cache_dir, *overrides, change_weights=False):
+    """Build the study and let a one-batch validation run its setup, which fills the cache."""
+    cfg = compose_train(
+        [*FROZEN, f"paths.cache_dir={cache_dir}", "+trainer.limit_val_batches=1", *overrides],
+        run_dir,
+    )
+    prepare_process(cfg.seed)
+    study = build_study(cfg)
+    if change_weights:
+        with torch.no_grad():
+            study.module.network.clip.text_projection.weight[0, 0] += 0.01
+    trainer = build_trainer(
+        cfg, with_callbacks=False, with_loggers=False, study_callbacks=study.callbacks
+    )
+    study.datamodule.setup("validate")
+    raw = dict(study.datamodule.encoded)
+    trainer.validate(study.module, datamodule=study.datamodule, verbose=False)
+    return study, study.callbacks[0], raw
+
+
+def cache_files(cache_dir):
+    return {p.name: p.stat().st_mtime_ns for p in (cache_dir / "features").glob("*.safetensors")}
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    """One filled cache, shared by the tests that only add to it."""
+    root = tmp_path_factory.mktemp("feature_cache")
+    study, cache, _ = set_up(root / "run", root / "cache")
+    assert set(cache.build_seconds) == SPLITS and cache.reused == []
+    return root / "cache", cache_files(root / "cache"), study
+
+
+def test_the_same_key_reads_the_cache_back_without_recomputing(base, tmp_path):
+    cache_dir, files, first = base
+    assert len(files) == 3
+    study, cache, _ = set_up(tmp_path / "run", cache_dir)
+    assert cache.build_seconds == {} and sorted(cache.reused) == sorted(SPLITS)
+    assert cache_files(cache_dir) == files  # nothing rewritten
+    for split in SPLITS:
+        read, built = study.datamodule.encoded[split], first.datamodule.encoded[split]
+        assert isinstance(read, FeatureSplit)
+        assert torch.equal(read.pixels, built.pixels) and torch.equal(
+            read.input_ids, built.input_ids
+        )
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        ["data.normalization=clip"],  # preprocessing: pixel statistics
+        ["model.backbone.image_size=48"],  # preprocessing: image size
+        ["model.backbone.tokenizer.max_length=8"],  # preprocessing: tokenizer truncation
+        ["seed=1"],  # weights: another random initialisation
+        ["data.dataset.seed=1"],  # data: other examples under the same ids
+    ],
+    ids=lambda change: change[0].split("=")[0],
+)
+def test_a_changed_key_recomputes_every_split(base, change, tmp_path):
+    cache_dir, files, _ = base
+    _, cache, _ = set_up(tmp_path / "run", cache_dir, *change)
+    assert set(cache.build_seconds) == SPLITS and cache.reused == []
+    after = cache_files(cache_dir)
+    assert {k: after[k] for k in files} == files  # the old entries are left as they were
+    assert len(after) >= len(files) + 3
+
+
+def test_changed_weights_with_the_same_seed_recompute(base, tmp_path):
+    cache_dir, _, _ = base
+    _, cache, _ = set_up(tmp_path / "run", cache_dir, change_weights=True)
+    assert set(cache.build_seconds) == SPLITS
+
+
+def test_a_corrupt_or_foreign_file_is_never_read(base, tmp_path):
+    cache_dir = tmp_path / "cache"
+    (cache_dir / "features").mkdir(parents=True)
+    for name in base[1]:  # the base study's own files, not those other tests added
+        shutil.copy(base[0] / "features" / name, cache_dir / "features" / name)
+    train_file, val_file, test_file = (
+        next(cache_dir.glob(f"features/{split}-*")) for split in ("train", "val", "test")
+    )
+    train_file.write_bytes(b"not a safetensors file")
+    shutil.copy(test_file, val_file)  # a valid file, but for another key
+    study, cache, _ = set_up(tmp_path / "run", cache_dir)
+    assert set(cache.build_seconds) == {"train", "val"} and cache.reused == ["test"]
+    torch.testing.assert_close(
+        study.datamodule.encoded["val"].pixels, base[2].datamodule.encoded["val"].pixels
+    )
+
+
+def test_an_unwritable_cache_dir_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("")
+    with pytest.raises(ConfigError, match="paths.cache_dir"):
+        set_up(tmp_path / "run", blocker)
+
+
+def test_cached_features_are_the_encoders_output(base, tmp_path):
+    study, _, raw = set_up(tmp_path / "run", base[0])
+    network, dm = study.module.network.eval(), study.datamodule
+    items = [raw["val"][i] for i in range(16)]
+    batch = dm.collate()(items)
+    batch["pixel_values"] = normalize(batch.pop("pixels"), dm.mean, dm.std)
+    with torch.no_grad():
+        features = network.encode(batch)
+    cached = dm.encoded["val"]
+    torch.testing.assert_close(cached.pixels[:16], features.image)
+    torch.testing.assert_close(cached.input_ids[:16], features.text)
+    cached_batch = dm.collate()([cached[i] for i in range(16)])
+    assert {"text_features", "image_features"} <= cached_batch.keys()
+    assert "pixels" not in cached_batch and "input_ids" not in cached_batch
+    with torch.no_grad():
+        torch.testing.assert_close(network(cached_batch), network(batch))
+
+
+@pytest.mark.slow
+def test_the_head_learns_from_cached_features_and_evaluates_from_the_cache(tmp_path):
+    # A random tiny CLIP's features say little about the class (its pooled text feature mostly
+    # encodes the sentence's length), so the head learns slowly; it must still fit the
+    # training set and beat chance on the test split.
+    overrides = [
+        *FROZEN,
+        f"paths.cache_dir={tmp_path / 'cache'}",
+        "data.dataset.train_size=420",
+        "data.dataset.test_size=140",
+        "data.batch_size=16",
+        "trainer.max_epochs=8",
+        "callbacks.early_stopping=null",
+        "model.optimizer.lr=3e-3",
+    ]
+    metrics = train(compose_train(overrides, tmp_path / "run"))
+    losses = [float(r["train/loss"]) for r in history(tmp_path / "run")]
+    assert losses[-1] < 0.9 * losses[0], losses
+    # 140 balanced test examples: chance is 0.14 +- 0.03.
+    assert metrics["test/acc"] > 0.2, metrics["test/acc"]
+    files = cache_files(tmp_path / "cache")
+
+    with initialize_config_dir(config_dir(), version_base="1.3"):
+        eval_cfg = compose(
+            "eval",
+            overrides=[
+                f"ckpt_path={tmp_path / 'run' / 'checkpoints' / 'best.ckpt'}",
+                f"paths.output_dir={tmp_path / 'eval'}",
+            ],
+        )
+    evaluated = evaluate(eval_cfg)
+    assert evaluated["test/acc"] == pytest.approx(metrics["test/acc"], abs=1e-6)
+    assert cache_files(tmp_path / "cache") == files
+
+
+def history(run_dir):
+    return [r for r in csv.DictReader((run_dir / "metrics.csv").open()) if r.get("train/loss")]
