@@ -20,10 +20,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from results_file import markers, write_section
+
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 OUT = BENCH / "out" / "real_data"
-RESULTS = BENCH / "RESULTS.md"
 QUIET = ["callbacks.progress_bar.refresh_rate=0", "trainer.enable_model_summary=false"]
 REPORT_VAL_ACC = 0.273  # the report's final validation accuracy (its Table 1, epoch 5)
 
@@ -172,10 +173,6 @@ def summarise(study: Study, runs: list[dict]) -> dict[str, tuple[float, float]]:
     return out
 
 
-def markers(suite: str) -> tuple[str, str]:
-    return f"<!-- {suite}:begin -->", f"<!-- {suite}:end -->"
-
-
 def markdown(suite: str, results: list[tuple[Study, dict, float]]) -> str:
     begin, end = markers(suite)
     lines = [
@@ -212,17 +209,6 @@ def markdown(suite: str, results: list[tuple[Study, dict, float]]) -> str:
     return "\n".join(lines)
 
 
-def write_results(suite: str, section: str) -> None:
-    begin, end = markers(suite)
-    text = RESULTS.read_text() if RESULTS.is_file() else "# Benchmark results\n"
-    if begin in text:
-        head, rest = text.split(begin, 1)
-        text = head + section + rest.split(end, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    RESULTS.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", type=Path, default=REPO.parent / "shared" / "datasets")
@@ -244,7 +230,7 @@ def main() -> None:
     section = markdown(args.suite, results)
     print(section)
     if not args.only:
-        write_results(args.suite, section)
+        write_section(args.suite, section)
 
 
 SUITES = {

@@ -36,13 +36,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from results_file import RESULTS, markers, write_section
+
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
-RESULTS = BENCH / "RESULTS.md"
-MARKERS = {
-    "cpu": ("<!-- throughput-cpu:begin -->", "<!-- throughput-cpu:end -->"),
-    "gpu": ("<!-- throughput-gpu:begin -->", "<!-- throughput-gpu:end -->"),
-}
+MARKERS = {"cpu": markers("throughput-cpu"), "gpu": markers("throughput-gpu")}
 OVERHEAD_LIMIT = 1.10
 FROZEN_SPEEDUP = 20.0
 
@@ -537,17 +535,6 @@ GPU_NOT_RUN = "\n".join(
 )
 
 
-def write_section(name: str, section: str) -> None:
-    begin, end = MARKERS[name]
-    text = RESULTS.read_text() if RESULTS.is_file() else "# Benchmark results\n"
-    if begin in text:
-        head, rest = text.split(begin, 1)
-        text = head + section + rest.split(end, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    RESULTS.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gpu", action="store_true", help="the GPU measurements instead")
@@ -576,7 +563,7 @@ def main() -> None:
         results = [(job, measure("throughput", job, args.threads)) for job in jobs]
         section = gpu_section(results)
         print(section)
-        write_section("gpu", section)
+        write_section("throughput-gpu", section)
         return
     started, load_start = time.time(), os.getloadavg()[0]
     plan = cpu_plan(args.quick)
@@ -594,9 +581,9 @@ def main() -> None:
     print(json.dumps(figures, indent=1))
     print(f"{(time.time() - started) / 60:.1f} minutes")
     if not args.quick:
-        write_section("cpu", section)
+        write_section("throughput-cpu", section)
         if MARKERS["gpu"][0] not in RESULTS.read_text():
-            write_section("gpu", GPU_NOT_RUN)
+            write_section("throughput-gpu", GPU_NOT_RUN)
 
 
 if __name__ == "__main__":
