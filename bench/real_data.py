@@ -128,9 +128,10 @@ def fusion_studies(datasets: Path) -> list[Study]:
     }
     return [
         Study(
-            f"fusion_{name}",
+            # concat is the paired study itself: the same run folders serve both tables.
+            paired.key if name == "concat" else f"fusion_{name}",
             f"Tiny-CLIP fusion, {title}",
-            [*paired.overrides, f"model/fusion={name}"],
+            paired.overrides if name == "concat" else [*paired.overrides, f"model/fusion={name}"],
             paired.variants,
             paired.metrics,
         )

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
@@ -75,6 +76,9 @@ def test_train_then_eval_writes_the_run_folder(tmp_path):
 
 
 def test_console_scripts_are_installed():
+    scripts = {ep.name: ep for ep in entry_points(group="console_scripts")}
+    for name in ("train", "eval", "report", "explain", "predict"):
+        assert callable(scripts[f"emoclip-{name}"].load())
     bin_dir = Path(sys.executable).parent
     for script in ("emoclip-train", "emoclip-eval"):
         result = subprocess.run([bin_dir / script, "--help"], capture_output=True, text=True)

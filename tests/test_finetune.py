@@ -10,8 +10,7 @@ from emoclip.errors import ConfigError
 from emoclip.models.clip_fusion import ClipFusion
 from emoclip.models.fusion import CrossAttentionFusion
 from emoclip.study import build_study
-from tests.conftest import compose_train
-from tests.test_clip_backbone import GEOMETRY
+from tests.conftest import GEOMETRY, compose_train
 from tests.test_clip_fusion import TASK, batch
 
 TWO_LAYERS = copy.deepcopy(GEOMETRY)
