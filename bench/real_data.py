@@ -29,12 +29,13 @@ QUIET = ["callbacks.progress_bar.refresh_rate=0", "trainer.enable_model_summary=
 REPORT_VAL_ACC = 0.273  # the report's final validation accuracy (its Table 1, epoch 5)
 
 
+# The same training budget for the fusion model and both baselines on the paired data.
+PAIRED_BUDGET = ["trainer.max_epochs=50", "callbacks.early_stopping.patience=15"]
 # Training of the fusion model: the auxiliary per-modality losses make the image tower learn
 # (without them the head uses the text and the tiny ViT stays near chance).
 FUSION_TRAINING = [
     "model.network.unimodal_loss_weight=1.0",
-    "trainer.max_epochs=25",
-    "callbacks.early_stopping.patience=8",
+    *PAIRED_BUDGET,
 ]
 
 
@@ -97,8 +98,7 @@ def studies(datasets: Path) -> list[Study]:
                 *paired_data,
                 "model=text_lstm",
                 "data.modalities=[text]",
-                "trainer.max_epochs=25",  # the fusion model's budget: one text per image per epoch
-                "callbacks.early_stopping.patience=8",
+                *PAIRED_BUDGET,
             ],
             seeds,
         ),
@@ -109,8 +109,7 @@ def studies(datasets: Path) -> list[Study]:
                 *paired_data,
                 "model=image_cnn",
                 "data.modalities=[image]",
-                "trainer.max_epochs=40",
-                "callbacks.early_stopping.patience=10",
+                *PAIRED_BUDGET,
             ],
             seeds,
         ),
