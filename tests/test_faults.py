@@ -52,7 +52,16 @@ def start_slow_run(run_dir: Path, tmp_path: Path) -> tuple[subprocess.Popen, Pat
         f"hydra.run.dir={run_dir}",
     ]
     with open(log, "w") as out:
-        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=out)
+        # SIGINT back to its default in the child: a shell running these tests in the
+        # background ignores it, and Python then never raises KeyboardInterrupt.
+        process = subprocess.Popen(
+            command,
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=out,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
     return process, progress, log
 
 
