@@ -51,6 +51,7 @@ TRAIN_ONLY = [
     "++trainer.limit_val_batches=0",
     "++trainer.num_sanity_val_steps=0",
     "callbacks.model_checkpoint=null",
+    "callbacks.last_checkpoint=null",
     "callbacks.early_stopping=null",
     "++trainer.enable_checkpointing=false",
 ]
