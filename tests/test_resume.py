@@ -10,6 +10,7 @@ from omegaconf import OmegaConf
 
 from emoclip.errors import ConfigError
 from emoclip.resume import Resume, plan_resume
+from emoclip.run_folder import run_status
 from emoclip.study import config_dir
 from emoclip.train import train
 from tests.conftest import QUIET, compose_train
@@ -58,9 +59,15 @@ def test_killed_run_resumed_from_last_ends_like_a_straight_run(paired_study, tmp
     with pytest.raises(RuntimeError, match="killed at the start of epoch 1"):
         train(compose_train([*paired_study, *KILL], killed))
     assert (killed / "checkpoints" / "last.ckpt").is_file()
-    assert not (killed / "metrics.json").exists()
-    resumed = train(compose_train([*paired_study, "ckpt_path=last"], killed))
+    assert run_status(killed) == "failed"  # raised, not SIGKILLed: the run could mark it
+    # The killed run's checkpoint names a test-only callback: allowed by name, as a user allows
+    # their own code.
+    resumed = train(
+        compose_train([*paired_study, "ckpt_path=last", "allow_targets=[tests]"], killed)
+    )
 
+    # The same best epoch; the files differ (the resumed run's stored config names ckpt_path).
+    assert resumed.pop("checkpoint")["epoch"] == straight.pop("checkpoint")["epoch"]
     assert resumed == straight
     histories = [checkpoint_history(d) for d in (tmp_path / "straight", killed)]
     assert [row["epoch"] for row in histories[1]] == [0, 1, 2]
@@ -80,18 +87,19 @@ def val_rows(run_dir):
         return [(r["epoch"], r["val/f1_macro"]) for r in csv.DictReader(f) if r["val/f1_macro"]]
 
 
-def fake_checkpoint(run_dir, cfg):
+def fake_checkpoint(run_dir, cfg, name="last.ckpt", step=9):
     """A checkpoint holding cfg's study, as the module saves it (no weights needed here)."""
-    path = run_dir / "checkpoints" / "last.ckpt"
+    path = run_dir / "checkpoints" / name
     path.parent.mkdir(parents=True, exist_ok=True)
     hparams = OmegaConf.to_container(cfg, resolve=True)
-    torch.save({"hyper_parameters": hparams, "emoclip": {}, "epoch": 2, "global_step": 9}, path)
+    saved = {"hyper_parameters": hparams, "emoclip": {}, "optimizer_states": []}
+    torch.save({**saved, "epoch": step // 5, "global_step": step}, path)
     return path
 
 
 def test_ckpt_path_last_continues_skips_or_starts(tmp_path):
     cfg = compose_train(["ckpt_path=last"], tmp_path)
-    assert plan_resume(cfg) == Resume()  # nothing yet: start from scratch
+    assert plan_resume(cfg) == Resume(in_place=True)  # nothing yet: start from scratch, here
     checkpoint = fake_checkpoint(tmp_path, cfg)
     assert plan_resume(cfg) == Resume(str(checkpoint), global_step=9, in_place=True)
     (tmp_path / "metrics.json").write_text('{"val/f1_macro": 0.5}')

@@ -158,3 +158,36 @@ def test_interrupted_sweep_relaunched_skips_finished_jobs_and_resumes_the_rest(t
     resumed = metrics(sweep / "1")
     assert [row["state"] for row in trials(sweep)] == ["finished", "finished"]
     assert float(trials(sweep)[1]["val/f1_macro"]) == resumed["val/f1_macro"]
+
+
+@pytest.mark.slow
+def test_a_refused_sweep_relaunch_changes_nothing_in_its_jobs(tmp_path):
+    sweep = tmp_path / "sweep"
+    launch = [
+        "-m",
+        "model=text_lstm",
+        "seed=1,2",
+        *TINY,
+        "ckpt_path=last",
+        f"hydra.sweep.dir={sweep}",
+    ]
+    first = run("emoclip.train", *launch)
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = {n: snapshot(job) for n, job in jobs(sweep).items()}
+    assert ".hydra/config.yaml" in before[0] and "metrics.json" in before[1]
+
+    refused = run("emoclip.train", *launch, "model.optimizer.lr=0.5")  # another study
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    message = refused.stderr.strip().splitlines()[-1]
+    assert "model.optimizer.lr: 0.001 in the checkpoint, 0.5 now" in message
+    assert "The run's own overrides: model=text_lstm seed=1 " in message
+    assert "Continue it with its own overrides: emoclip-train model=text_lstm seed=1 " in message
+    assert {n: snapshot(job) for n, job in jobs(sweep).items()} == before
+
+
+def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
+    return {
+        p.relative_to(folder).as_posix(): (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
