@@ -44,8 +44,9 @@ from emoclip.run_folder import (
 )
 from emoclip.study import config_dir
 from emoclip.train import train
-from tests.conftest import QUIET, REPO, compose_train
+from tests.conftest import REPO, compose_train
 from tests.test_entrypoints import run
+from tests.test_faults import TINY  # 5 batches an epoch, a second or two an epoch
 
 
 class FrozenClock(dt.datetime):
@@ -117,15 +118,6 @@ def test_no_commit_outside_a_git_checkout(tmp_path):
 
 # ---------------------------------------------------------------- a run folder never lies
 
-# 70 training examples in batches of 16: 5 batches an epoch, a second or two an epoch.
-TINY = [
-    "model=text_lstm",
-    "data.dataset.train_size=70",
-    "data.dataset.val_size=35",
-    "data.dataset.test_size=35",
-    "data.batch_size=16",
-    *QUIET,
-]
 KILL = ["+callbacks.kill._target_=tests.test_resume.KillAtEpoch", "+callbacks.kill.epoch=1"]
 
 
