@@ -465,14 +465,20 @@ class RunFolder:
             "unset (a new folder), or name a folder that holds no run"
         )
 
-    def begin(self, cfg: DictConfig) -> None:
+    def begin(self, cfg: DictConfig, starting_over: bool = False) -> None:
         """The work begins: write the config files and versions.json, and remove a metrics.json
-        of an earlier attempt (it would describe that one); from here a failure marks the
-        folder."""
+        of an earlier attempt (it would describe that one), and when `starting_over` (a run
+        continued in place, with no checkpoint to continue from) that attempt's checkpoints;
+        from here a failure marks the folder."""
         self.started = True
         if not self.writes:
             return
         (self.path / METRICS_FILE).unlink(missing_ok=True)
+        stale = sorted((self.path / CHECKPOINTS).glob("*.ckpt")) if starting_over else []
+        if stale:
+            log.warning("starting over: removing %s", ", ".join(str(p) for p in stale))
+        for path in stale:
+            path.unlink()
         write_config_files(self.path, cfg)
         write_versions(self.path)
 

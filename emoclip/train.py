@@ -50,7 +50,7 @@ def train(cfg: DictConfig) -> dict:
         study = build_study(cfg)
         trainer = build_trainer(cfg, study_callbacks=study.callbacks)
         check_launchable(trainer)
-        folder.begin(cfg)
+        folder.begin(cfg, starting_over=resume.in_place and resume.checkpoint is None)
         metrics = fit_and_record(study, trainer, resume, run_dir)
     if trainer.is_global_zero:
         print(summary(run_dir, metrics), flush=True)

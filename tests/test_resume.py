@@ -1,6 +1,7 @@
 """Resuming: a killed run continued from its last.ckpt ends as if it had run straight through."""
 
 import csv
+import re
 
 import lightning as L
 import pytest
@@ -120,12 +121,34 @@ def test_a_run_folder_is_continued_in_place_and_a_file_in_a_new_folder(tmp_path)
 
 def test_resuming_another_study_names_the_differences(tmp_path):
     fake_checkpoint(tmp_path, compose_train([], tmp_path))
-    cfg = compose_train(["ckpt_path=last", "model.optimizer.lr=0.5", "seed=3"], tmp_path)
-    with pytest.raises(ConfigError, match=r"model\.optimizer\.lr: 0\.001 in the checkpoint, 0\.5"):
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / ".hydra" / "overrides.yaml").write_text("- trainer.max_epochs=7\n")
+    changed = [f"data.dataset.{split}_size=9" for split in ("train", "val", "test")]
+    changed += ["model.optimizer.lr=0.5", "model.network.dropout=0.9", "seed=3", "monitor=val/acc"]
+    cfg = compose_train(["ckpt_path=last", *changed], tmp_path)
+    with pytest.raises(ConfigError) as refusal:
         plan_resume(cfg)
+    message = str(refusal.value)
+    for override in changed:  # every difference, not the first five
+        key, value = override.split("=")
+        assert re.search(rf"{re.escape(key)}: \S+ in the checkpoint, '?{re.escape(value)}", message)
+    assert "The run's own overrides: trainer.max_epochs=7. Continue it with its own" in message
+    assert f"emoclip-train trainer.max_epochs=7 hydra.run.dir={tmp_path} ckpt_path=last" in message
     # Where the data lives and the trainer may change; the study may not.
     moved = ["ckpt_path=last", "data.num_workers=2", "trainer.max_epochs=20"]
     assert plan_resume(compose_train(moved, tmp_path)).checkpoint is not None
+
+
+def test_continuing_in_place_continues_from_the_newest_whole_checkpoint(tmp_path):
+    cfg = compose_train(["ckpt_path=last"], tmp_path)
+    fake_checkpoint(tmp_path, cfg, "best.ckpt", step=5)
+    assert plan_resume(cfg).checkpoint == str(tmp_path / "checkpoints" / "best.ckpt")
+    fake_checkpoint(tmp_path, cfg, "last.ckpt", step=5)  # a tie: last.ckpt
+    assert plan_resume(cfg).checkpoint == str(tmp_path / "checkpoints" / "last.ckpt")
+    fake_checkpoint(tmp_path, cfg, "interrupted.ckpt", step=8)  # Ctrl-C, mid-epoch
+    assert plan_resume(cfg) == Resume(
+        str(tmp_path / "checkpoints" / "interrupted.ckpt"), global_step=8, in_place=True
+    )
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path):

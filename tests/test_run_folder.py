@@ -246,7 +246,9 @@ def test_an_unreadable_metrics_json_is_an_unfinished_run(tmp_path):
     finished = finished_run_folder(tmp_path / "sweep" / "1", ["model=text_lstm"])
     metrics = {"status": "finished", "classes": ["a", "b"], "test/acc": 0.5, "test/f1_macro": 0.4}
     (finished / "metrics.json").write_text(json.dumps(metrics))
-    report_main([str(tmp_path / "sweep")])  # reports the finished one, lists the other
+    interrupted = finished_run_folder(tmp_path / "sweep" / "2", ["model=text_lstm"])
+    (interrupted / "metrics.json").write_text(json.dumps({"status": "interrupted", "val/acc": 1}))
+    report_main([str(tmp_path / "sweep")])  # reports the finished one, lists the others
     assert (
         str(run_dir.relative_to(tmp_path / "sweep"))
         in (tmp_path / "sweep" / "report.md").read_text()
