@@ -103,7 +103,8 @@ class Trust:
         everything = cfg.get("trust_config", False)
         if not isinstance(everything, bool):
             raise ConfigError(f"trust_config={everything!r}: expected true or false")
-        return cls(everything, allowed_prefixes(cfg.get("allow_targets") or []))
+        names = cfg.get("allow_targets") or []
+        return cls(everything, allowed_prefixes([names] if isinstance(names, str) else names))
 
     def allows(self, target: str) -> bool:
         return any(target == p or target.startswith(f"{p}.") for p in self.prefixes)

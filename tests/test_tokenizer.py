@@ -1,7 +1,7 @@
 import logging
 
 from emoclip.data.tokenizer import (
-    CHARS_PER_TOKEN,
+    char_limit,
     encode_texts,
     tokenizer_from_json,
     tokenizer_to_json,
@@ -68,7 +68,7 @@ def test_a_huge_text_is_cut_to_a_bounded_length_before_tokenizing(caplog):
     tokenizer = Recording(train_word_tokenizer([*TEXTS, huge], max_length=77))
     with caplog.at_level(logging.WARNING):
         encoded = encode_texts(tokenizer, ["so sad", huge], what="train")
-    assert tokenizer.longest <= CHARS_PER_TOKEN * 77
+    assert tokenizer.longest <= char_limit(77) == 10_000
     assert encoded[1] == tokenizer.tokenizer(huge[:10_000], truncation=True)["input_ids"]
     assert len(encoded[1]) == 77 and encoded[0] == tokenizer.tokenizer("so sad")["input_ids"]
-    assert "train: 1 of 2 texts were longer than 4928 characters" in caplog.text
+    assert "train: 1 of 2 texts were longer than 10000 characters" in caplog.text

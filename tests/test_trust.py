@@ -164,6 +164,7 @@ def test_the_user_allows_their_own_code_by_name_on_the_command_line(tmp_path):
     with pytest.raises(ConfigError, match="mylab.nets.MyNet"):
         check_untrusted(config, "x.ckpt", Trust.from_entry(compose_entry("eval", [])))
     assert Trust.from_entry(compose_entry("eval", ["allow_targets=[mylab]"])).allows("mylab.X")
+    assert Trust.from_entry(compose_entry("eval", ["allow_targets=mylab"])).allows("mylab.X")
     with pytest.raises(ConfigError, match="allow_targets: '' is not a module name"):
         Trust.from_entry(compose_entry("eval", ["allow_targets=['']"]))
 

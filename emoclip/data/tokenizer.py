@@ -22,12 +22,11 @@ from emoclip.errors import BackboneLoadError
 log = logging.getLogger(__name__)
 
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
-# Texts are cut to this many characters per token of the limit before tokenizing (at most
-# MAX_TEXT_CHARS): a tokenizer holds every token of a text in memory before truncating, so one
-# 49 MB line would take gigabytes. No real token is this long, so the first max_length tokens
-# stay the same.
-CHARS_PER_TOKEN = 64
-MAX_TEXT_CHARS = 100_000
+# A tokenizer holds every token of a text in memory before truncating, so one 49 MB line would
+# take gigabytes: texts are cut before tokenizing, to 64 characters per token of the limit but
+# never below 10,000 nor above 1,000,000 characters. No real token is that long, so the first
+# max_length tokens stay the same.
+CHARS_PER_TOKEN, MIN_TEXT_CHARS, MAX_TEXT_CHARS = 64, 10_000, 1_000_000
 # One CJK ideograph or kana, or one emoji (a symbol, its skin tone and variation selectors,
 # and further symbols joined by zero-width joiners, as in family emoji).
 _OWN_WORDS = Regex(
@@ -65,10 +64,14 @@ def train_word_tokenizer(
     return _wrap(backend, max_length)
 
 
+def char_limit(max_tokens: int) -> int:
+    return min(max(CHARS_PER_TOKEN * max_tokens, MIN_TEXT_CHARS), MAX_TEXT_CHARS)
+
+
 def cut_long_texts(texts: Sequence[str], max_tokens: int, what: str = "texts") -> list[str]:
-    """Each text cut to CHARS_PER_TOKEN characters per token of max_tokens (at most
-    MAX_TEXT_CHARS) before it is tokenized; how many were cut is logged."""
-    limit = min(CHARS_PER_TOKEN * max_tokens, MAX_TEXT_CHARS)
+    """Each text cut to char_limit(max_tokens) characters before it is tokenized; how many
+    were cut is logged."""
+    limit = char_limit(max_tokens)
     long = [len(t) for t in texts if len(t) > limit]
     if not long:
         return list(texts)
