@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -146,6 +147,8 @@ def run(study: Study, variant: list[str]) -> dict:
     metrics_file, seconds_file = run_dir / "metrics.json", run_dir / "bench_seconds.txt"
     if metrics_file.is_file() and seconds_file.is_file():  # finished earlier: reuse
         return {**json.loads(metrics_file.read_text()), "seconds": float(seconds_file.read_text())}
+    # An earlier attempt that did not finish: start afresh (a run never writes another's folder).
+    shutil.rmtree(run_dir, ignore_errors=True)
     command = [
         sys.executable,
         "-m",

@@ -18,4 +18,19 @@ class BackboneLoadError(EmoclipError):
 
 
 class TrainingError(EmoclipError):
-    """Training cannot go on (the loss stopped being finite); the message names what is kept."""
+    """Training has diverged (the loss stopped being finite, or exploded) and cannot go on; the
+    message names where and the checkpoint that is kept, `where` holds epoch, batch and step."""
+
+    def __init__(self, message: str, where: dict | None = None):
+        super().__init__(message)
+        self.where = dict(where or {})
+
+
+class WriteError(EmoclipError):
+    """A file could not be written (a full disk, a read-only folder, no permission); the message
+    names the path and the cause. The file that was there before, if any, is kept whole."""
+
+
+class RunFolderError(EmoclipError):
+    """The run folder cannot be used by this command: it holds another run, or another run is
+    writing it; the message says how to continue that run or where to go instead."""

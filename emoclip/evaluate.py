@@ -12,10 +12,11 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from emoclip.checkpoint_io import checkpoint_identity
 from emoclip.cli import run_reporting_errors
 from emoclip.errors import ConfigError
 from emoclip.restore import restore_study
-from emoclip.run_folder import summary, write_results
+from emoclip.run_folder import RunFolder, checkpoint_disagreement, summary, write_results
 from emoclip.study import (
     Study,
     build_study,
@@ -24,31 +25,46 @@ from emoclip.study import (
     is_training_free,
     prepare_process,
 )
+from emoclip.trust import Trust
 
 log = logging.getLogger(__name__)
 
 
 def evaluate(cfg: DictConfig) -> dict:
-    if cfg.get("ckpt_path"):
-        if cfg.get("model") is not None:
+    run_dir = Path(cfg.paths.output_dir)
+    folder = RunFolder(run_dir, entry="eval")
+    note = None
+    with folder.session():
+        trust = Trust.from_entry(cfg)
+        if cfg.get("ckpt_path") and cfg.get("model") is not None:
             raise ConfigError(
                 "give ckpt_path or model=, not both: a checkpoint carries its own model and "
                 "data config (change them with study_overrides)"
             )
-        study, _ = restore_study(cfg.ckpt_path, cfg.get("study_overrides") or [])
-        split_ids = None
-    else:
-        study = training_free_study(cfg)
-        split_ids = study.datamodule.split_ids()
-    trainer = build_trainer(
-        cfg, with_callbacks=False, with_loggers=False, study_callbacks=study.callbacks
-    )
-    trainer.test(study.module, datamodule=study.datamodule, verbose=False)
-    run_dir = Path(cfg.paths.output_dir)
-    metrics = write_results(
-        run_dir, study.datamodule.classes, study.module.results, split_ids=split_ids
-    )
+        folder.claim()
+        if cfg.get("ckpt_path"):
+            study, _ = restore_study(cfg.ckpt_path, cfg.get("study_overrides") or [], trust)
+            split_ids, evaluated = None, checkpoint_identity(cfg.ckpt_path)
+            note = checkpoint_disagreement(Path(cfg.ckpt_path), evaluated)
+        else:
+            study = training_free_study(cfg)
+            split_ids, evaluated = study.datamodule.split_ids(), None
+        trainer = build_trainer(
+            cfg, with_callbacks=False, with_loggers=False, study_callbacks=study.callbacks
+        )
+        folder.begin(cfg)
+        trainer.test(study.module, datamodule=study.datamodule, verbose=False)
+        metrics = write_results(
+            run_dir,
+            study.datamodule.classes,
+            study.module.results,
+            split_ids=split_ids,
+            extra={"checkpoint": evaluated},
+        )
     print(summary(run_dir, metrics), flush=True)
+    if note:
+        log.warning(note)
+        print(note, flush=True)
     return metrics
 
 

@@ -15,29 +15,45 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
+from emoclip.atomic import write_atomically
 from emoclip.attribution import Attribution, attribute
 from emoclip.cli import run_reporting_errors
 from emoclip.data.images import normalize
 from emoclip.errors import ConfigError
 from emoclip.plots import plot_attribution_map
 from emoclip.restore import restore_study
+from emoclip.run_folder import RunFolder
 from emoclip.study import config_dir
+from emoclip.trust import Trust
 
 
 def explain(cfg: DictConfig) -> list[tuple[int, Attribution]]:
-    """Attribute the first n examples of the split, write the PNGs and index.html."""
-    if not cfg.get("ckpt_path"):
-        raise ConfigError("ckpt_path is not set: the checkpoint to explain")
-    if cfg.n < 1:
-        raise ConfigError(f"n={cfg.n}: expected at least one example")
-    study, _ = restore_study(cfg.ckpt_path, cfg.get("study_overrides") or [])
-    datamodule, network = study.datamodule, study.module.network.to(cfg.device).eval()
-    datamodule.setup("test")
-    if cfg.split not in datamodule.encoded:
-        raise ConfigError(f"split={cfg.split!r}; expected one of {sorted(datamodule.encoded)}")
-    dataset, records = datamodule.encoded[cfg.split], datamodule.records[cfg.split]
+    """Attribute the first n examples of the split, write the PNGs and index.html (last)."""
     run_dir = Path(cfg.paths.output_dir)
-    (run_dir / "examples").mkdir(parents=True, exist_ok=True)
+    folder = RunFolder(run_dir, entry="explain")
+    with folder.session():
+        if not cfg.get("ckpt_path"):
+            raise ConfigError("ckpt_path is not set: the checkpoint to explain")
+        if cfg.n < 1:
+            raise ConfigError(f"n={cfg.n}: expected at least one example")
+        trust = Trust.from_entry(cfg)
+        folder.claim()
+        study, _ = restore_study(cfg.ckpt_path, cfg.get("study_overrides") or [], trust)
+        datamodule, network = study.datamodule, study.module.network.to(cfg.device).eval()
+        datamodule.setup("test")
+        if cfg.split not in datamodule.encoded:
+            raise ConfigError(f"split={cfg.split!r}; expected one of {sorted(datamodule.encoded)}")
+        folder.begin(cfg)
+        explained, sections = explain_examples(cfg, datamodule, network, run_dir)
+        page = run_dir / "index.html"
+        write_atomically(page, index_html(cfg, sections))
+    print(f"explanations of {len(explained)} {cfg.split} examples: {page.resolve()}", flush=True)
+    return explained
+
+
+def explain_examples(cfg: DictConfig, datamodule, network, run_dir: Path) -> tuple[list, list]:
+    """Each example's attribution, its map under examples/, and its section of the page."""
+    dataset, records = datamodule.encoded[cfg.split], datamodule.records[cfg.split]
     explained, sections = [], []
     for i in range(min(cfg.n, len(dataset))):
         batch = {k: v.to(cfg.device) for k, v in datamodule.batch_of(cfg.split, [i]).items()}
@@ -53,10 +69,7 @@ def explain(cfg: DictConfig) -> list[tuple[int, Attribution]]:
         true = datamodule.classes[int(dataset.labels[i])]
         sections.append(example_html(i, records[i].id, true, datamodule.classes, result, picture))
         explained.append((i, result))
-    page = run_dir / "index.html"
-    page.write_text(index_html(cfg, sections), encoding="utf-8")
-    print(f"explanations of {len(explained)} {cfg.split} examples: {page.resolve()}", flush=True)
-    return explained
+    return explained, sections
 
 
 def token_spans(tokens: list[str], scores: np.ndarray) -> str:

@@ -1,14 +1,17 @@
 """Faults during training, as Lightning callbacks (conf/callbacks/default.yaml).
 
-StopOnNonFiniteLoss: a loss of nan or inf stops the run before any checkpoint takes the
-broken weights; the last good one is named in the message.
-SaveOnInterrupt: Ctrl-C writes checkpoints/interrupted.ckpt and metrics.json so far, then
-Lightning exits (status 1) without a traceback.
+StopOnDivergence: a training loss that is nan or inf, or far above where training started
+(`factor` times the first batch's loss, or times ln(number of classes), a uniform guess's loss,
+if that is larger), stops the run as diverged before any checkpoint takes the broken weights;
+the message names the epoch, the batch and the last good checkpoint.
+SaveOnInterrupt: Ctrl-C writes checkpoints/interrupted.ckpt and metrics.json so far, prints
+the command that continues the run, then Lightning exits (status 1) without a traceback.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -17,7 +20,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from emoclip.errors import TrainingError
-from emoclip.run_folder import write_results
+from emoclip.run_folder import INTERRUPTED, METRICS_FILE, continue_command, write_results
 
 log = logging.getLogger(__name__)
 
@@ -33,23 +36,53 @@ def _last_good_checkpoint(trainer: L.Trainer) -> str | None:
     return str(max(written, key=lambda p: p.stat().st_mtime)) if written else None
 
 
-class StopOnNonFiniteLoss(Callback):
+class StopOnDivergence(Callback):
+    def __init__(self, factor: float = 100.0):
+        if not factor > 1:
+            raise ValueError(f"callbacks.stop_on_divergence.factor={factor}: expected above 1")
+        self.factor = factor
+        self.reference: float | None = None  # the loss training started from
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.reference = None
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
-        if not isinstance(loss, torch.Tensor) or bool(torch.isfinite(loss).all()):
+        if not isinstance(loss, torch.Tensor):
             return
+        value = loss.detach().float().cpu()
+        if not bool(torch.isfinite(value).all()):
+            self._stop(trainer, batch_idx, f"the training loss became {value.item()}")
+        value = float(value.mean())
+        if self.reference is None:
+            uniform_guess = math.log(max(len(pl_module.classes), 2))
+            self.reference = max(value, uniform_guess)
+        elif value > self.factor * self.reference:
+            self._stop(
+                trainer,
+                batch_idx,
+                f"the training loss became {value:.4g}, more than {self.factor:g} times the "
+                f"{self.reference:.4g} training started from",
+            )
+
+    def _stop(self, trainer, batch_idx: int, what: str) -> None:
         kept = _last_good_checkpoint(trainer)
+        where = {
+            "epoch": trainer.current_epoch,
+            "batch": batch_idx,
+            "global_step": trainer.global_step,
+        }
         raise TrainingError(
-            f"the training loss became {loss.detach().float().cpu().item()} at epoch "
-            f"{trainer.current_epoch}, batch {batch_idx} (global step {trainer.global_step}); "
-            "training has diverged and was stopped. "
+            f"{what} at epoch {where['epoch']}, batch {batch_idx} (global step "
+            f"{where['global_step']}); training has diverged and was stopped. "
             + (
                 f"The last good checkpoint is {kept} (not overwritten). "
                 if kept
                 else "No checkpoint had been saved yet. "
             )
-            + "Try a lower model.optimizer.lr, trainer.gradient_clip_val=1.0, or "
-            "trainer.precision=32-true, and check the inputs for extreme values."
+            + "Try a lower model.optimizer.lr (a new run), trainer.gradient_clip_val=1.0, or "
+            "trainer.precision=32-true, and check the inputs for extreme values.",
+            where,
         )
 
 
@@ -70,17 +103,17 @@ class SaveOnInterrupt(Callback):
             history=list(pl_module.history),
             split_ids=datamodule.split_ids() if hasattr(datamodule, "split_ids") else None,
             extra={
-                "status": "interrupted",
+                "status": INTERRUPTED,
                 "epochs_completed": len(pl_module.history),
                 "global_step": trainer.global_step,
             },
         )
         log.warning(
-            "interrupted at epoch %d (global step %d): metrics so far in %s, checkpoint %s; "
-            "resume with ckpt_path=%s",
+            "interrupted at epoch %d (global step %d): metrics so far in %s, checkpoint %s. "
+            "Continue the run from there with:\n  %s",
             trainer.current_epoch,
             trainer.global_step,
-            self.run_dir / "metrics.json",
+            self.run_dir / METRICS_FILE,
             self.checkpoint_path,
-            self.checkpoint_path,
+            continue_command(self.run_dir),
         )

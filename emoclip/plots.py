@@ -14,6 +14,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from emoclip.atomic import atomic_path  # noqa: E402
+
 
 def plot_curves(history: Sequence[dict], path: Path) -> None:
     """Loss and accuracy per epoch for train and val (the report's Figures 1 and 2)."""
@@ -117,11 +119,14 @@ def plot_overlaid_curves(
     _save(fig, path)
 
 
-def _save(fig, path: Path) -> None:
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+def _save(fig, path: Path, dpi: int = 120) -> None:
+    """Written whole or not at all (emoclip.atomic), in the format the suffix names."""
+    try:
+        fig.tight_layout()
+        with atomic_path(path) as partial:
+            fig.savefig(partial, dpi=dpi, format=path.suffix.lstrip(".") or "png")
+    finally:
+        plt.close(fig)
 
 
 def plot_attribution_map(pixels: torch.Tensor, attribution: np.ndarray, path: Path) -> None:
@@ -145,7 +150,4 @@ def plot_attribution_map(pixels: torch.Tensor, attribution: np.ndarray, path: Pa
         title="Integrated Gradients",
         use_pyplot=False,
     )
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path, dpi=100)

@@ -18,11 +18,14 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
+from emoclip.atomic import open_atomically
 from emoclip.cli import run_reporting_errors
 from emoclip.data.labels import LabelSpace
+from emoclip.data.readers import csv_rows
 from emoclip.errors import ConfigError, DataError
 from emoclip.restore import restore_for_prediction
 from emoclip.study import Study, config_dir
+from emoclip.trust import Trust
 
 INPUT_KEYS = {"text": "text", "image": "image"}  # modality -> command-line key and csv column
 
@@ -86,23 +89,23 @@ def check_modalities(given: Sequence[str], modalities: Sequence[str], where: str
 
 
 def read_input_csv(path: Path, modalities: Sequence[str]) -> tuple[list[dict], dict]:
-    """The csv's rows, and per modality its inputs (image paths relative to the csv)."""
+    """The csv's rows, and per modality its inputs (image paths relative to the csv). Read by
+    the training readers' csv code: every row must have as many fields as the header."""
     if not path.is_file():
         raise DataError(f"input={path} is not a file")
-    with path.open(newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's BOM
-        reader = csv.DictReader(f)
-        columns = reader.fieldnames or []
-        check_modalities([m for m in INPUT_KEYS if m in columns], modalities, f"{path} columns")
-        rows, inputs = [], {m: [] for m in modalities}
-        for row in reader:
-            for m in modalities:
-                value = (row.get(m) or "").strip()
-                if not value:
-                    raise DataError(f"{path}:{reader.line_num}: the {m} column is empty")
-                inputs[m].append(value)
-            rows.append(row)
-    if not rows:
+    numbered = list(csv_rows(path, required=(), what="input csv"))
+    if not numbered:
         raise DataError(f"{path} has a header but no rows to predict")
+    columns = list(numbered[0][1])
+    check_modalities([m for m in INPUT_KEYS if m in columns], modalities, f"{path} columns")
+    rows, inputs = [], {m: [] for m in modalities}
+    for line, row in numbered:
+        for m in modalities:
+            value = row[m].strip()
+            if not value:
+                raise DataError(f"{path}:{line}: the {m} column is empty")
+            inputs[m].append(value)
+        rows.append(row)
     if "image" in inputs:
         inputs["image"] = [path.parent / p for p in inputs["image"]]
     return rows, inputs
@@ -111,9 +114,9 @@ def read_input_csv(path: Path, modalities: Sequence[str]) -> tuple[list[dict], d
 def write_predictions(
     path: Path, rows: list[dict], classes: Sequence[str], probabilities: torch.Tensor
 ) -> None:
+    """The input rows with `predicted` and `prob_<class>` columns, written whole or not at all."""
     columns = [*rows[0].keys(), "predicted", *(f"prob_{c}" for c in classes)]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as f:
+    with open_atomically(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         for row, probs in zip(rows, probabilities.tolist(), strict=True):
@@ -140,7 +143,7 @@ def predict(cfg: DictConfig) -> Path | str:
         raise ConfigError("give input=file.csv, or text= and/or image=, not both")
     if not cfg.get("input") and not single:
         raise ConfigError('nothing to predict: give text="..." and/or image=PATH, or input=CSV')
-    study, study_cfg = restore_for_prediction(cfg.ckpt_path)
+    study, study_cfg = restore_for_prediction(cfg.ckpt_path, Trust.from_entry(cfg))
     classes, modalities = study.module.classes, study.datamodule.modalities
     check_expected(cfg, study_cfg, classes)
     options = {"batch_size": cfg.batch_size, "device": cfg.device}

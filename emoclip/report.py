@@ -26,6 +26,7 @@ from emoclip.document import Block, to_html, to_markdown
 from emoclip.errors import DataError
 from emoclip.plots import normalise_rows, plot_confusion_grid, plot_overlaid_curves
 from emoclip.run_folder import CONFIG_FILE, is_run_folder, read_history, read_metrics
+from emoclip.trust import GUARD_ONLY, Trust, allowed_prefixes, check_untrusted
 
 # Config keys (and key prefixes) in which the runs of one configuration may differ.
 REPLICATE_KEYS = ("seed", "data.fold", "paths", "ckpt_path", "hydra")
@@ -97,7 +98,7 @@ def _natural_key(path: Path) -> list:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]
 
 
-def load_run(path: Path) -> Run:
+def load_run(path: Path, trust: Trust = GUARD_ONLY) -> Run:
     config_path = path / CONFIG_FILE
     try:
         config = OmegaConf.load(config_path)
@@ -105,6 +106,7 @@ def load_run(path: Path) -> Run:
         raise DataError(f"{config_path}: not a readable config ({err})") from err
     if not isinstance(config, DictConfig):
         raise DataError(f"{config_path}: expected a mapping of config keys")
+    check_untrusted(config, str(config_path), trust)  # before any value of it is resolved
     metrics = read_metrics(path)
     return Run(path, config, metrics, read_history(path, metrics))
 
@@ -416,10 +418,12 @@ def default_out_dir(paths: Sequence[Path]) -> Path:
     return Path(os.path.commonpath([p.resolve() for p in paths]))
 
 
-def write_report(paths: Sequence[Path], out_dir: Path | None = None) -> list[Path]:
+def write_report(
+    paths: Sequence[Path], out_dir: Path | None = None, trust: Trust = GUARD_ONLY
+) -> list[Path]:
     """Write report.md, report.html and their figures; return the paths of the two pages."""
     run_paths, unfinished = find_run_folders(paths)
-    runs = [load_run(p) for p in run_paths]
+    runs = [load_run(p, trust) for p in run_paths]
     out_dir = out_dir or default_out_dir(paths)
     out_dir.mkdir(parents=True, exist_ok=True)
     blocks = build_report(runs, out_dir, paths, unfinished)
@@ -441,8 +445,25 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--out", type=Path, help="where to write the report (default: the given folder)"
     )
+    parser.add_argument(
+        "--allow-targets",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="let the run folders' configs name targets under this module (your own code)",
+    )
+    parser.add_argument(
+        "--trust-config",
+        action="store_true",
+        help="read the run folders' configs unchecked (only folders you made or trust)",
+    )
     args = parser.parse_args(argv)
-    for path in run_reporting_errors(lambda: write_report(args.paths, args.out)):
+
+    def report() -> list[Path]:
+        trust = Trust(args.trust_config, allowed_prefixes(args.allow_targets))
+        return write_report(args.paths, args.out, trust)
+
+    for path in run_reporting_errors(report):
         print(path)
 
 

@@ -1,7 +1,8 @@
 """From a checkpoint back to its study: what evaluate, explain and predict share.
 
-A checkpoint is loaded as data (`weights_only`), never by running pickled code. The study
-config and the tokenizer stored inside it rebuild the network exactly as it was trained.
+A checkpoint is loaded as data (`weights_only`), never by running pickled code, and the study
+config stored in it passes emoclip.trust's guard before anything in it is resolved or built.
+That config and the tokenizer stored beside it rebuild the network exactly as it was trained.
 """
 
 from __future__ import annotations
@@ -16,39 +17,56 @@ from emoclip.checkpoint_io import load_checkpoint_file
 from emoclip.errors import ConfigError
 from emoclip.models.module import EmotionClassifier
 from emoclip.study import Study, build_module, build_study, prepare_process, restore_tokenizer
+from emoclip.trust import GUARD_ONLY, Trust, check_untrusted
 
 
-def load_checkpoint(path: str | Path) -> dict:
+def load_checkpoint(path: str | Path, mmap: bool = False) -> dict:
+    """An emoclip checkpoint, read as data; its study config is not yet checked (study_config
+    and resume do that)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"ckpt_path={str(path)!r} is not a file")
-    checkpoint = load_checkpoint_file(path)
+    checkpoint = load_checkpoint_file(path, mmap=mmap)
     if not isinstance(checkpoint, dict) or not {"emoclip", "hyper_parameters"} <= checkpoint.keys():
         raise ConfigError(f"{path} is not an emoclip checkpoint (no study config inside)")
+    if not isinstance(checkpoint["hyper_parameters"], dict):
+        raise ConfigError(
+            f"{path} is not an emoclip checkpoint (its study config is not a mapping)"
+        )
+    if not isinstance(checkpoint["emoclip"], dict):
+        raise ConfigError(
+            f"{path} is not an emoclip checkpoint (its emoclip entry is not a mapping)"
+        )
     return checkpoint
 
 
-def study_config(checkpoint: dict, overrides: Sequence[str] = ()) -> DictConfig:
+def study_config(
+    checkpoint: dict, path: str | Path, overrides: Sequence[str] = (), trust: Trust = GUARD_ONLY
+) -> DictConfig:
+    """The checkpoint's study config, checked by the guard, then the user's overrides on top."""
+    check_untrusted(checkpoint["hyper_parameters"], str(path), trust)
     cfg = OmegaConf.create(checkpoint["hyper_parameters"])
     cfg.merge_with_dotlist(list(overrides))
     return cfg
 
 
-def restore_study(path: str | Path, overrides: Sequence[str] = ()) -> tuple[Study, DictConfig]:
+def restore_study(
+    path: str | Path, overrides: Sequence[str] = (), trust: Trust = GUARD_ONLY
+) -> tuple[Study, DictConfig]:
     """The checkpoint's study with its data (all splits), its tokenizer and its weights."""
     checkpoint = load_checkpoint(path)
-    cfg = study_config(checkpoint, overrides)
+    cfg = study_config(checkpoint, path, overrides, trust)
     prepare_process(cfg.seed)
     study = build_study(cfg, saved_tokenizer=checkpoint["emoclip"].get("tokenizer"))
     load_weights(study.module, checkpoint, path)
     return study, cfg
 
 
-def restore_for_prediction(path: str | Path) -> tuple[Study, DictConfig]:
+def restore_for_prediction(path: str | Path, trust: Trust = GUARD_ONLY) -> tuple[Study, DictConfig]:
     """The checkpoint's network and a data module without data: its preprocessing only, so
     that predicting needs neither the training data nor its folders."""
     checkpoint = load_checkpoint(path)
-    cfg = study_config(checkpoint)
+    cfg = study_config(checkpoint, path, trust=trust)
     datamodule = instantiate(cfg.data, dataset=None)
     tokenizer = None
     if "text" in datamodule.modalities:

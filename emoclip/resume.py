@@ -1,11 +1,14 @@
 """What `ckpt_path` asks of a training run: start, continue from a checkpoint, or skip.
 
-`ckpt_path=last`, or the run's own folder, means this run folder: a finished run (it holds
-metrics.json) is not run again and returns its stored metrics; an unfinished one continues
-from its checkpoints/last.ckpt; one killed before its first checkpoint starts again. A sweep
-relaunched with the same `hydra.sweep.dir` gives each job the same folder, so `ckpt_path=last`
-resumes a whole sweep. Any other run folder or checkpoint file is continued from, in this run's
-folder. Either way the checkpoint must hold the same study (data, model, seed, monitor).
+`ckpt_path=last`, or the run's own folder, means this run folder (hydra.run.dir, or a sweep
+job's folder; `last` without one is an error, not a new empty folder): a finished run (its
+metrics.json says so) is not run again and returns its stored metrics; an unfinished one
+continues from its newest full checkpoint (checkpoints/last.ckpt, or interrupted.ckpt after a
+Ctrl-C, or best.ckpt if the run died between writing it and last.ckpt); one killed before its
+first checkpoint starts again. A sweep relaunched with the same `hydra.sweep.dir` gives each
+job the same folder, so `ckpt_path=last` resumes a whole sweep. Any other run folder or
+checkpoint file is continued from, in this run's folder. Either way the checkpoint must hold
+the same study (data, model, seed, monitor), and its stored config passes emoclip.trust's guard.
 """
 
 from __future__ import annotations
@@ -14,44 +17,62 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from emoclip.errors import ConfigError
 from emoclip.restore import load_checkpoint
-from emoclip.run_folder import LAST_CHECKPOINT, finished_metrics
+from emoclip.run_folder import (
+    CHECKPOINTS,
+    LAST_CHECKPOINT,
+    continue_command,
+    finished_metrics,
+    shown_overrides,
+)
+from emoclip.trust import GUARD_ONLY, Trust, check_untrusted
 
 log = logging.getLogger(__name__)
 
 STUDY_KEYS = ("data", "model", "seed", "monitor", "monitor_mode")
 # Where the data lives and how fast it loads may change between launches; the study may not.
 NOT_STUDY = {"image_root", "text_root", "root", "num_workers", "pin_memory"}
+# A run folder's checkpoints that hold a whole training state, to continue from.
+RESUMABLE = ("last.ckpt", "interrupted.ckpt", "best.ckpt")
 
 
 @dataclass
 class Resume:
     checkpoint: str | None = None  # for Trainer.fit(ckpt_path=...)
     global_step: int = 0  # the checkpoint's count of optimizer steps
-    in_place: bool = False  # the checkpoint is this run folder's own last.ckpt
+    in_place: bool = False  # this run continues the run in its own folder
     finished: dict | None = None  # the stored metrics of a run that already finished
 
 
-def plan_resume(cfg: DictConfig) -> Resume:
+def plan_resume(cfg: DictConfig, trust: Trust = GUARD_ONLY) -> Resume:
     requested = cfg.get("ckpt_path")
     if requested is None:
         return Resume()
     run_dir = Path(cfg.paths.output_dir)
+    if requested == "last":
+        check_run_folder_named()
     in_place = requested == "last" or Path(requested).resolve() == run_dir.resolve()
     if in_place:
-        checkpoint = run_dir / LAST_CHECKPOINT
         finished = finished_metrics(run_dir)
+        newest = newest_checkpoint(run_dir)
         if finished is not None:
-            if checkpoint.is_file():
-                check_same_study(cfg, checkpoint)
+            if newest is not None:
+                check_same_study(cfg, newest[0], trust)
             log.info("%s holds a finished run (metrics.json): not run again", run_dir)
             return Resume(finished=finished)
-        if not checkpoint.is_file():
-            log.warning("ckpt_path=%s: no %s yet, training from the start", requested, checkpoint)
-            return Resume()
+        if newest is None:
+            log.warning(
+                "ckpt_path=%s: no checkpoint in %s yet, training from the start",
+                requested,
+                run_dir / CHECKPOINTS,
+            )
+            return Resume(in_place=True)
+        checkpoint, loaded = newest
     else:
         path = Path(requested)
         checkpoint = path / LAST_CHECKPOINT if path.is_dir() else path
@@ -60,15 +81,53 @@ def plan_resume(cfg: DictConfig) -> Resume:
                 f"ckpt_path={requested!r}: no checkpoint at {checkpoint}; expected a .ckpt file, "
                 f"a run folder holding {LAST_CHECKPOINT}, or `last` (this run folder's)"
             )
-    loaded = check_same_study(cfg, checkpoint)
+        loaded = None
+    loaded = check_same_study(cfg, checkpoint, trust, loaded)
     log.info("continuing from %s (after epoch %d)", checkpoint, loaded["epoch"])
     return Resume(str(checkpoint), global_step=int(loaded["global_step"]), in_place=in_place)
 
 
-def check_same_study(cfg: DictConfig, checkpoint: Path) -> dict:
-    """Raise unless the checkpoint holds the study of cfg; return the loaded checkpoint."""
-    loaded = load_checkpoint(checkpoint)
+def check_run_folder_named() -> None:
+    """`ckpt_path=last` names the run in this run folder; under Hydra, outside a sweep, that
+    folder must be given (hydra.run.dir), or a new, empty one would be made for it."""
+    if not HydraConfig.initialized():
+        return  # called from Python: paths.output_dir is the caller's folder
+    hydra_cfg = HydraConfig.get()
+    named = any(o.startswith("hydra.run.dir=") for o in hydra_cfg.overrides.hydra)
+    if hydra_cfg.mode == RunMode.RUN and not named:
+        raise ConfigError(
+            "ckpt_path=last continues the run in the folder hydra.run.dir names, and none was "
+            "named: add hydra.run.dir=<the run folder> (e.g. hydra.run.dir=outputs/2026-01-02/"
+            "03-04-05_clip_fusion_synthetic), or give that folder as ckpt_path=<the run folder>; "
+            "a sweep resumes with -m ... hydra.sweep.dir=<the sweep folder> ckpt_path=last"
+        )
+
+
+def newest_checkpoint(run_dir: Path) -> tuple[Path, dict] | None:
+    """The run folder's checkpoint with the most training done that holds a whole training
+    state (optimizer included), loaded; None if it has none."""
+    candidates = []
+    for preference, name in enumerate(reversed(RESUMABLE)):  # on a tie, last.ckpt
+        path = run_dir / CHECKPOINTS / name
+        if path.is_file():
+            loaded = load_checkpoint(path, mmap=True)  # tensors are read only when used
+            if "optimizer_states" in loaded:
+                candidates.append(((int(loaded.get("global_step", 0)), preference), path, loaded))
+    if not candidates:
+        return None
+    _, path, loaded = max(candidates, key=lambda c: c[0])
+    return path, loaded
+
+
+def check_same_study(
+    cfg: DictConfig, checkpoint: Path, trust: Trust = GUARD_ONLY, loaded: dict | None = None
+) -> dict:
+    """Raise unless the checkpoint holds the study of cfg, in a config the guard allows;
+    return the loaded checkpoint."""
+    if loaded is None:
+        loaded = load_checkpoint(checkpoint)
     stored = loaded["hyper_parameters"]
+    check_untrusted(stored, str(checkpoint), trust)
     differences = []
     for key in STUDY_KEYS:
         now = cfg.get(key)
@@ -76,10 +135,11 @@ def check_same_study(cfg: DictConfig, checkpoint: Path) -> dict:
             now = OmegaConf.to_container(now, resolve=True)
         differences += _differences(stored.get(key), now, key)
     if differences:
-        shown = "; ".join(differences[:5]) + ("; ..." if len(differences) > 5 else "")
+        run_dir = checkpoint.parent.parent
         raise ConfigError(
-            f"{checkpoint} was trained on another study ({shown}). Resume with the run's own "
-            "overrides (the checkpoint keeps its config), or use another run folder."
+            f"{checkpoint} was trained on another study ({'; '.join(differences)}). The run's "
+            f"own overrides: {shown_overrides(run_dir)}. Continue it with its own overrides: "
+            f"{continue_command(run_dir)}; or train a new run without ckpt_path."
         )
     return loaded
 

@@ -1,26 +1,73 @@
 """What a run leaves for its user (its own folder, metrics.json, splits.json, versions.json,
-plots), and reading it back."""
+plots, its config files), reading it back, and the rules every command that writes a run folder
+(train, eval, explain) follows through RunFolder:
+
+- The folder is checked before anything is written: a folder that holds a run is never written
+  by another command (it is refused with a message saying how to continue that run or where to
+  go), and a refused command changes nothing in it. Hydra writes no .hydra files
+  (hydra.output_subdir is null in conf/hydra/default.yaml); emoclip writes them once the work
+  begins.
+- A lock (the file .lock, held with flock) is held while the command writes; a second command
+  into a locked folder is refused at once.
+- Every file is written atomically (emoclip.atomic), metrics.json last.
+- metrics.json says what the folder holds: "status" is finished, interrupted (Ctrl-C), diverged
+  (the loss stopped being finite or exploded) or failed (with "error"). A folder with run files
+  but no readable metrics.json is unfinished (killed, or still running: then it is locked).
+  A finished run's metrics.json names the checkpoint file it describes ("checkpoint": file,
+  epoch, global_step, sha256), and a fast_dev_run is marked ("fast_dev_run": true).
+- A command that fails before its work begins leaves the folder as it found it: a new folder it
+  created is removed, in another what it added goes. One that fails later marks it failed.
+"""
 
 from __future__ import annotations
 
 import csv
+import errno
 import json
+import logging
+import os
 import platform
+import re
+import shlex
+import shutil
+import socket
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from omegaconf import OmegaConf
+import yaml
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
 
 from emoclip import __version__
-from emoclip.errors import DataError
+from emoclip.atomic import write_atomically, write_error
+from emoclip.errors import DataError, RunFolderError, TrainingError, WriteError
 from emoclip.plots import plot_confusion, plot_curves
 
-METRICS_FILE = "metrics.json"  # written last: its presence marks a finished run
+try:
+    import fcntl
+except ImportError:  # Windows: no flock, so no lock
+    fcntl = None
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.json"  # written last; its "status" says what the folder holds
 CONFIG_FILE = Path(".hydra") / "config.yaml"
-LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
+OVERRIDES_FILE = Path(".hydra") / "overrides.yaml"
+CHECKPOINTS = Path("checkpoints")
+LAST_CHECKPOINT = CHECKPOINTS / "last.ckpt"
+LOCK_FILE = ".lock"
 PACKAGES = ("torch", "lightning", "transformers", "torchmetrics", "hydra-core")
+FINISHED, INTERRUPTED, DIVERGED, FAILED = "finished", "interrupted", "diverged", "failed"
+UNFINISHED = "unfinished"  # no readable metrics.json: killed, or still running
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+
+
+# The run folders this process created (for a new run): a command that fails before its work
+# begins removes its own folder, and only that.
+CREATED_HERE: set[Path] = set()
 
 
 def claim_new_dir(path: str) -> str:
@@ -35,6 +82,7 @@ def claim_new_dir(path: str) -> str:
     while True:
         try:
             candidate.mkdir()
+            CREATED_HERE.add(candidate.resolve())
             return str(candidate)
         except FileExistsError:
             n += 1
@@ -72,16 +120,12 @@ def write_results(
     split_ids: dict[str, list[str]] | None = None,
     extra: dict | None = None,
 ) -> dict:
-    """Write metrics.json (flat `stage/metric` keys, the per-epoch `history` of training, plus
-    `extra`) and the plots; return the metrics."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    metrics = {**flat_metrics(classes, results), **(extra or {})}
+    """Write the plots, splits.json, then metrics.json (flat `stage/metric` keys, the per-epoch
+    `history` of training, "status": finished unless `extra` says otherwise, plus `extra`),
+    each atomically; return the metrics."""
+    metrics = {"status": FINISHED, **flat_metrics(classes, results), **(extra or {})}
     if history:
         metrics["history"] = list(history)
-    (run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
-    if split_ids is not None:
-        (run_dir / "splits.json").write_text(json.dumps(split_ids, indent=1) + "\n")
-    if history:
         plot_curves(history, run_dir / "plots" / "curves.png")
     for stage, name in (("val", "validation"), ("test", "test")):
         matrix = results.get(stage, {}).get(f"{stage}/confusion_matrix")
@@ -93,7 +137,14 @@ def write_results(
                 run_dir / "plots" / f"confusion_{stage}.png",
                 title=f"Confusion matrix, {name} (acc {acc:.3f})",
             )
+    if split_ids is not None:
+        write_atomically(run_dir / "splits.json", json.dumps(split_ids, indent=1) + "\n")
+    write_metrics(run_dir, metrics)
     return metrics
+
+
+def write_metrics(run_dir: Path, metrics: dict) -> None:
+    write_atomically(run_dir / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
 
 
 def summary(run_dir: Path, metrics: dict) -> str:
@@ -109,23 +160,58 @@ def summary(run_dir: Path, metrics: dict) -> str:
 
 
 def is_run_folder(path: Path) -> bool:
-    """A finished run: its composed config and its metrics.json."""
-    return (path / METRICS_FILE).is_file() and (path / CONFIG_FILE).is_file()
+    """A finished run: its composed config and a metrics.json that says it finished."""
+    return (path / CONFIG_FILE).is_file() and run_status(path) == FINISHED
 
 
 def read_metrics(run_dir: Path) -> dict:
     """metrics.json of a run folder, checked for what every finished run has."""
     path = run_dir / METRICS_FILE
-    try:
-        metrics = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DataError(f"{path}: not a readable metrics.json ({err})") from err
-    if not isinstance(metrics, dict):
-        raise DataError(f"{path}: expected a JSON object of metrics, got {type(metrics).__name__}")
+    metrics = _load_metrics(path)
     missing = [key for key in ("classes", "test/acc", "test/f1_macro") if key not in metrics]
     if missing:
         raise DataError(f"{path}: missing {', '.join(missing)}; is it a finished run's metrics?")
     return metrics
+
+
+def _load_metrics(path: Path) -> dict:
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DataError(f"{path}: not a readable metrics.json ({err})") from err
+    if not isinstance(metrics, dict):
+        raise DataError(f"{path}: expected a JSON object of metrics, got {type(metrics).__name__}")
+    return metrics
+
+
+def stored_metrics(run_dir: Path) -> dict | None:
+    """metrics.json as written, or None when there is none or it cannot be read (a run that
+    did not get to write it whole: unfinished)."""
+    path = run_dir / METRICS_FILE
+    if not path.exists():
+        return None
+    try:
+        return _load_metrics(path)
+    except DataError as err:
+        log.warning("%s; taking the run as unfinished", err)
+        return None
+
+
+def run_status(run_dir: Path) -> str | None:
+    """What the folder holds: None (no run), finished, interrupted, diverged, failed, or
+    unfinished (run files but no readable metrics.json)."""
+    metrics = stored_metrics(run_dir)
+    if metrics is not None:
+        status = metrics.get("status", FINISHED)  # folders from before "status" finished
+        return status if status in (FINISHED, INTERRUPTED, DIVERGED, FAILED) else UNFINISHED
+    return UNFINISHED if holds_run_files(run_dir) else None
+
+
+def holds_run_files(run_dir: Path) -> bool:
+    markers = (METRICS_FILE, CONFIG_FILE, "versions.json")
+    if any((run_dir / m).exists() for m in markers):
+        return True
+    return any((run_dir / CHECKPOINTS).glob("*.ckpt"))
 
 
 def read_history(run_dir: Path, metrics: dict) -> list[dict]:
@@ -153,13 +239,38 @@ def read_history(run_dir: Path, metrics: dict) -> list[dict]:
 
 
 def finished_metrics(run_dir: Path) -> dict | None:
-    """The metrics of a run folder whose run finished, else None (no metrics.json, or the one
-    a Ctrl-C wrote, marked `"status": "interrupted"`)."""
-    path = run_dir / METRICS_FILE
-    if not path.is_file():
+    """The metrics of a run folder whose run finished, else None (none yet, unreadable, or a
+    run that was interrupted, diverged or failed)."""
+    metrics = stored_metrics(run_dir)
+    if metrics is None or metrics.get("status", FINISHED) != FINISHED:
         return None
-    metrics = json.loads(path.read_text())
-    return None if metrics.get("status") == "interrupted" else metrics
+    return metrics
+
+
+def checkpoint_disagreement(checkpoint: Path, identity: dict) -> str | None:
+    """A note when the metrics.json of the run folder holding `checkpoint` describes another
+    file, or this file with other content (e.g. a best.ckpt written over later); else None."""
+    run_dir = checkpoint.parent.parent
+    if checkpoint.parent.name != CHECKPOINTS.name:
+        return None
+    metrics = finished_metrics(run_dir)
+    if metrics is None:
+        return None
+    recorded = metrics.get("checkpoint")
+    if not isinstance(recorded, dict):
+        return (
+            f"note: {run_dir / METRICS_FILE} does not record which checkpoint it describes "
+            "(written before emoclip recorded it): its numbers may not be this checkpoint's"
+        )
+    name = (CHECKPOINTS / checkpoint.name).as_posix()
+    if recorded.get("file") == name and recorded.get("sha256") == identity["sha256"]:
+        return None
+    return (
+        f"note: {run_dir / METRICS_FILE} describes {recorded.get('file')} at epoch "
+        f"{recorded.get('epoch')} (sha256 {str(recorded.get('sha256'))[:12]}), not this file "
+        f"({name} at epoch {identity['epoch']}, sha256 {identity['sha256'][:12]}): the run "
+        "folder's numbers are not this checkpoint's"
+    )
 
 
 def git_commit(source: Path) -> dict:
@@ -194,5 +305,231 @@ def versions() -> dict:
 
 
 def write_versions(run_dir: Path) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "versions.json").write_text(json.dumps(versions(), indent=2) + "\n")
+    write_atomically(run_dir / "versions.json", json.dumps(versions(), indent=2) + "\n")
+
+
+def write_config_files(run_dir: Path, cfg: DictConfig) -> None:
+    """.hydra/config.yaml (the composed config, unresolved, as Hydra writes it), and under
+    Hydra also hydra.yaml and overrides.yaml."""
+    write_atomically(run_dir / CONFIG_FILE, OmegaConf.to_yaml(cfg))
+    if HydraConfig.initialized():
+        hydra_cfg = HydraConfig.instance().cfg
+        write_atomically(run_dir / ".hydra" / "hydra.yaml", OmegaConf.to_yaml(hydra_cfg))
+        overrides = OmegaConf.to_yaml(hydra_cfg.hydra.overrides.task)
+        write_atomically(run_dir / OVERRIDES_FILE, overrides)
+
+
+# ---------------------------------------------------------------- continuing a run
+
+
+def run_overrides(run_dir: Path) -> list[str] | None:
+    """The overrides the run in run_dir was started with (.hydra/overrides.yaml), read as
+    untrusted text: a YAML list of strings, else None."""
+    try:
+        loaded = yaml.safe_load((run_dir / OVERRIDES_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    if not isinstance(loaded, list) or not all(isinstance(o, str) for o in loaded):
+        return None
+    return loaded
+
+
+def _override_key(override: str) -> str:
+    return override.lstrip("+~").split("=", 1)[0]
+
+
+def _hydra_value(value: str) -> str:
+    """A value as Hydra's override grammar reads it: quoted unless plainly safe."""
+    if re.fullmatch(r"[\w./:@-]+", value):
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def continue_command(run_dir: Path) -> str:
+    """The command that continues the run in run_dir in place: its own overrides (quoted for a
+    POSIX shell; the file is untrusted text), hydra.run.dir=<run_dir> and ckpt_path=last."""
+    tail = [shlex.quote(f"hydra.run.dir={_hydra_value(str(run_dir))}"), "ckpt_path=last"]
+    overrides = run_overrides(run_dir)
+    if overrides is None:
+        return " ".join(["emoclip-train", "<the run's overrides>", *tail])
+    kept = [o for o in overrides if _override_key(o) not in ("ckpt_path", "hydra.run.dir")]
+    if not all(o.isprintable() for o in kept):
+        return (
+            " ".join(["emoclip-train", "<the run's overrides>", *tail])
+            + f" (its overrides in {run_dir / OVERRIDES_FILE} hold control characters: "
+            "copy them by hand)"
+        )
+    return " ".join(["emoclip-train", *map(shlex.quote, kept), *tail])
+
+
+def shown_overrides(run_dir: Path) -> str:
+    """The run's own overrides as a user would type them, for messages."""
+    overrides = run_overrides(run_dir)
+    if overrides is None:
+        return f"unknown (no readable {run_dir / OVERRIDES_FILE})"
+    if not overrides:
+        return "none"
+    return " ".join(shlex.quote(o) if o.isprintable() else repr(o) for o in overrides)
+
+
+# ---------------------------------------------------------------- the folder one command writes
+
+
+def lock_folder(run_dir: Path) -> int:
+    """Hold the folder's lock (flock on .lock) until release_lock or the process ends; refuse
+    at once if another process holds it."""
+    path = run_dir / LOCK_FILE
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as err:
+        raise write_error(path, err) from err
+    if fcntl is None:
+        return fd
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise RunFolderError(
+            f"{run_dir} is being written by another run ({holder}); two runs never write one "
+            "folder. Wait for that run to end, or give this one another hydra.run.dir (or none, "
+            "for a new folder)"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode())
+    return fd
+
+
+def release_lock(fd: int) -> None:
+    if fcntl is not None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
+
+
+def _entries(run_dir: Path) -> set[str]:
+    try:
+        return set(os.listdir(run_dir))
+    except FileNotFoundError:
+        return set()
+
+
+class RunFolder:
+    """The run folder of one command, with the rules in this module's docstring.
+
+        folder = RunFolder(run_dir, entry="train")
+        with folder.session():
+            ...checks that may refuse...
+            folder.claim()  # refuse a folder that holds a run, or one locked; lock it
+            ...build the study (a failure here leaves the folder as found)...
+            folder.begin(cfg)  # .hydra files, versions.json; from here failures mark it
+            ...train, write_results...
+
+    `writes=False` (DDP ranks other than 0) makes every step a no-op: rank 0 owns the folder.
+    """
+
+    def __init__(self, path: str | Path, entry: str = "train", writes: bool = True):
+        self.path = Path(path)
+        self.entry = entry
+        self.writes = writes
+        self.existed = self.path.exists()
+        self.found = _entries(self.path)  # what the folder held before this command
+        self.started = False
+        self._lock: int | None = None
+
+    def claim(self, continuing: bool = False) -> None:
+        """Lock the folder for this command; unless `continuing` its own run, refuse a folder
+        that holds a run (checked before and after taking the lock)."""
+        if not self.writes:
+            return
+        if not continuing:
+            self.refuse_if_taken()
+        self._lock = lock_folder(self.path)
+        if not continuing:
+            self.refuse_if_taken()
+
+    def refuse_if_taken(self) -> None:
+        status = run_status(self.path)
+        if status is None:
+            return
+        if status == FINISHED:
+            best = self.path / CHECKPOINTS / "best.ckpt"
+            what = f"To evaluate it: emoclip-eval ckpt_path={shlex.quote(str(best))}. "
+        elif self.entry == "train":
+            what = f"To continue it: {continue_command(self.path)}. "
+        else:
+            what = ""
+        raise RunFolderError(
+            f"{self.path} already holds a run ({status}), and a folder that holds a run is "
+            f"never written by another command. {what}For this command, leave hydra.run.dir "
+            "unset (a new folder), or name a folder that holds no run"
+        )
+
+    def begin(self, cfg: DictConfig, starting_over: bool = False) -> None:
+        """The work begins: write the config files and versions.json, and remove a metrics.json
+        of an earlier attempt (it would describe that one), and when `starting_over` (a run
+        continued in place, with no checkpoint to continue from) that attempt's checkpoints;
+        from here a failure marks the folder."""
+        self.started = True
+        if not self.writes:
+            return
+        (self.path / METRICS_FILE).unlink(missing_ok=True)
+        stale = sorted((self.path / CHECKPOINTS).glob("*.ckpt")) if starting_over else []
+        if stale:
+            log.warning("starting over: removing %s", ", ".join(str(p) for p in stale))
+        for path in stale:
+            path.unlink()
+        write_config_files(self.path, cfg)
+        write_versions(self.path)
+
+    @contextmanager
+    def session(self) -> Iterator[RunFolder]:
+        try:
+            yield self
+        except OSError as err:
+            if err.errno not in WRITE_ERRNOS or err.filename is None:
+                self._failed(err)
+                raise
+            error = write_error(Path(err.filename), err)
+            self._failed(error)
+            raise error from err
+        except BaseException as err:
+            self._failed(err)
+            raise
+        finally:
+            if self._lock is not None:
+                release_lock(self._lock)
+                self._lock = None
+
+    def _leave_as_found(self) -> None:
+        """Undo what this command wrote before its work began: a new folder made for it goes;
+        in a folder it locked, what it added goes (the folder too, if it made it). A folder it
+        never locked is left alone: another run may be writing there."""
+        if self.path.resolve() in CREATED_HERE or (self._lock is not None and not self.existed):
+            shutil.rmtree(self.path, ignore_errors=True)
+        elif self._lock is not None:
+            for name in _entries(self.path) - self.found:
+                added = self.path / name
+                if added.is_dir() and not added.is_symlink():
+                    shutil.rmtree(added, ignore_errors=True)
+                else:
+                    added.unlink(missing_ok=True)
+
+    def _failed(self, err: BaseException) -> None:
+        if not self.writes:
+            return
+        if not self.started:
+            self._leave_as_found()
+            return
+        status, extra = FAILED, {"error": str(err) or type(err).__name__}
+        if isinstance(err, TrainingError):
+            status, extra = DIVERGED, {"error": str(err), **err.where}
+        elif isinstance(err, KeyboardInterrupt | SystemExit):
+            earlier = stored_metrics(self.path)
+            if earlier is not None and earlier.get("status") == INTERRUPTED:
+                return  # faults.SaveOnInterrupt wrote the metrics so far
+            status, extra = INTERRUPTED, {}
+        try:
+            write_metrics(self.path, {"status": status, **extra})
+        except WriteError as write_failed:
+            log.warning("could not mark %s as %s: %s", self.path, status, write_failed)

@@ -22,7 +22,8 @@ from hydra.types import RunMode
 from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher
 from omegaconf import DictConfig, OmegaConf
 
-from emoclip.errors import ConfigError
+from emoclip.atomic import open_atomically
+from emoclip.errors import ConfigError, DataError
 from emoclip.run_folder import finished_metrics
 
 log = logging.getLogger(__name__)
@@ -54,16 +55,17 @@ def check_launchable(trainer: L.Trainer) -> None:
 
 
 def sweep_jobs(sweep_dir: Path) -> list[dict]:
-    """Each job under sweep_dir: number, run folder, overrides (key -> value), finished metrics."""
+    """Each job under sweep_dir: number, run folder, overrides (key -> value), finished metrics.
+    A job's hydra.yaml is read as data: its values as written, nothing resolved."""
     jobs = []
     parser = OverridesParser.create()
     for hydra_yaml in sweep_dir.glob("**/.hydra/hydra.yaml"):
         run_dir = hydra_yaml.parent.parent
-        hydra_cfg = OmegaConf.load(hydra_yaml).hydra
-        overrides = parser.parse_overrides(list(hydra_cfg.overrides.task))
+        job_number, task_overrides = _job_entries(hydra_yaml)
+        overrides = parser.parse_overrides(task_overrides)
         jobs.append(
             {
-                "number": int(hydra_cfg.job.num),
+                "number": job_number,
                 "run_dir": run_dir,
                 "overrides": {o.get_key_element(): o.value() for o in overrides},
                 "metrics": finished_metrics(run_dir),
@@ -72,11 +74,29 @@ def sweep_jobs(sweep_dir: Path) -> list[dict]:
     return sorted(jobs, key=lambda job: job["number"])
 
 
+def _job_entries(hydra_yaml: Path) -> tuple[int, list[str]]:
+    """hydra.job.num and hydra.overrides.task of a job's hydra.yaml, unresolved."""
+    raw = OmegaConf.to_container(OmegaConf.load(hydra_yaml), resolve=False)
+    hydra_cfg = raw.get("hydra") if isinstance(raw, dict) else None
+    try:
+        number, overrides = hydra_cfg["job"]["num"], hydra_cfg["overrides"]["task"]
+    except (KeyError, TypeError):
+        number, overrides = None, None
+    if not isinstance(number, int) or not (
+        isinstance(overrides, list) and all(isinstance(o, str) for o in overrides)
+    ):
+        raise DataError(
+            f"{hydra_yaml}: expected hydra.job.num (a number) and hydra.overrides.task (a list "
+            "of overrides), as Hydra writes them"
+        )
+    return number, overrides
+
+
 def write_trials(sweep_dir: Path, monitor: str) -> Path:
     jobs = sweep_jobs(sweep_dir)
     keys = list(dict.fromkeys(k for job in jobs for k in job["overrides"]))
     path = sweep_dir / TRIALS
-    with path.open("w", newline="") as f:
+    with open_atomically(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["number", "state", monitor, *keys, "run_dir"])
         for job in jobs:

@@ -11,6 +11,7 @@ from pathlib import Path
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from omegaconf import DictConfig, open_dict
 
+from emoclip.atomic import open_atomically
 from emoclip.sweep import sweep_dir
 
 
@@ -62,7 +63,7 @@ def put_back_csv_rows(kept: dict[Path, list[dict]]) -> None:
         if path.is_file():
             with path.open(newline="") as f:
                 later = list(csv.DictReader(f))
-        with path.open("w", newline="") as f:
+        with open_atomically(path, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=sorted(set().union(*earlier, *later)))
             writer.writeheader()
             writer.writerows(earlier + later)

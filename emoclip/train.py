@@ -11,10 +11,11 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
 from emoclip import tracking
+from emoclip.checkpoint_io import checkpoint_identity
 from emoclip.cli import run_reporting_errors
 from emoclip.errors import ConfigError
 from emoclip.resume import Resume, plan_resume
-from emoclip.run_folder import flat_metrics, summary, write_results, write_versions
+from emoclip.run_folder import RunFolder, flat_metrics, summary, write_results
 from emoclip.study import (
     Study,
     build_study,
@@ -24,36 +25,68 @@ from emoclip.study import (
     prepare_process,
 )
 from emoclip.sweep import check_launchable
+from emoclip.trust import Trust
 
 log = logging.getLogger(__name__)
 
 
 def train(cfg: DictConfig) -> dict:
-    """Fit, then validate and test the best checkpoint; write the run folder; return metrics."""
+    """Fit, then validate and test the best checkpoint; write the run folder; return metrics.
+
+    The run folder's rules (emoclip.run_folder): everything that may refuse the run is checked
+    before anything is written; the folder is locked while this run writes it; metrics.json is
+    written last and says how the run ended."""
+    run_dir = Path(cfg.paths.output_dir)
+    folder = RunFolder(run_dir, entry="train", writes=rank_zero_only.rank == 0)
+    with folder.session():
+        check_trainable(cfg)
+        resume = plan_resume(cfg, Trust.from_entry(cfg))
+        if resume.finished is not None:
+            print(summary(run_dir, resume.finished), flush=True)
+            return resume.finished
+        folder.claim(continuing=resume.in_place)
+        prepare_process(cfg.seed)
+        tracking.group_by_sweep(cfg)
+        study = build_study(cfg)
+        trainer = build_trainer(cfg, study_callbacks=study.callbacks)
+        check_launchable(trainer)
+        folder.begin(cfg, starting_over=resume.in_place and resume.checkpoint is None)
+        metrics = fit_and_record(study, trainer, resume, run_dir)
+    if trainer.is_global_zero:
+        print(summary(run_dir, metrics), flush=True)
+    return metrics
+
+
+def check_trainable(cfg: DictConfig) -> None:
     if is_training_free(cfg.model):
         raise ConfigError(
             f"model={cfg.model.name} is not trained: evaluate it with "
             f"emoclip-eval model={cfg.model.name} data={cfg.data.name}"
         )
-    run_dir = Path(cfg.paths.output_dir)
-    resume = plan_resume(cfg)
-    if resume.finished is not None:
-        print(summary(run_dir, resume.finished), flush=True)
-        return resume.finished
-    prepare_process(cfg.seed)
-    tracking.group_by_sweep(cfg)
-    study = build_study(cfg)
-    trainer = build_trainer(cfg, study_callbacks=study.callbacks)
-    check_launchable(trainer)
-    rank_zero_only(write_versions)(run_dir)
+    if cfg.trainer.get("fast_dev_run"):
+        return
+    max_epochs, max_steps = cfg.trainer.get("max_epochs"), cfg.trainer.get("max_steps", -1)
+    if max_epochs is not None and (max_epochs == 0 or max_epochs < -1):
+        raise ConfigError(
+            f"trainer.max_epochs={max_epochs}: nothing would be trained; expected 1 or more "
+            "(or -1 with trainer.max_steps)"
+        )
+    if max_steps is not None and (max_steps == 0 or max_steps < -1):
+        raise ConfigError(f"trainer.max_steps={max_steps}: expected 1 or more, or -1 (no limit)")
+
+
+def fit_and_record(study: Study, trainer: L.Trainer, resume: Resume, run_dir: Path) -> dict:
+    """Train, test, and (rank 0) write the run folder's results; return the metrics."""
     earlier_rows = {}
     if resume.in_place:
         earlier_rows = tracking.csv_rows_before(trainer.loggers, resume.global_step)
     try:
         if hasattr(study.module.network, "fit"):  # fitted by its own method, on frozen features
             history, extra = [], fit_on_frozen_features(study, trainer, run_dir)
+            best = run_dir / "checkpoints" / "best.ckpt"
         else:
-            history, extra = fit_by_gradient(study, trainer, resume), {}
+            history, best = fit_by_gradient(study, trainer, resume)
+            extra = {}
         if not trainer.is_global_zero:
             # Under DDP every rank holds the metrics of the whole split (torchmetrics syncs
             # them); rank 0 alone writes the run folder.
@@ -61,30 +94,37 @@ def train(cfg: DictConfig) -> dict:
             scores = summary(run_dir, metrics).split("\n", 1)[1]  # without the run folder line
             log.info("rank %d (rank 0 writes the run folder):\n%s", trainer.global_rank, scores)
             return metrics
+        tracking.put_back_csv_rows(earlier_rows)
+        described = {
+            "checkpoint": checkpoint_identity(best, relative_to=run_dir) if best else None,
+            "fast_dev_run": bool(trainer.fast_dev_run),
+        }
         metrics = write_results(
             run_dir,
             study.datamodule.classes,
             {**study.module.results, **extra},
             history=history,
             split_ids=study.datamodule.split_ids(),
+            extra=described,
         )
-        tracking.put_back_csv_rows(earlier_rows)
         tracking.publish_results(trainer.loggers, run_dir, metrics)
     finally:
         tracking.finish(trainer.loggers)
-    print(summary(run_dir, metrics), flush=True)
     return metrics
 
 
-def fit_by_gradient(study: Study, trainer: L.Trainer, resume: Resume) -> list[dict]:
-    """Lightning's fit, then validate and test the best checkpoint; the per-epoch history."""
+def fit_by_gradient(
+    study: Study, trainer: L.Trainer, resume: Resume
+) -> tuple[list[dict], Path | None]:
+    """Lightning's fit, then validate and test the best checkpoint; the per-epoch history and
+    the best checkpoint (None without checkpoints: the last weights were tested)."""
     trainer.fit(study.module, datamodule=study.datamodule, ckpt_path=resume.checkpoint)
     history = list(study.module.history)  # loading the best checkpoint below rewinds it
     checkpoint = trainer.checkpoint_callback  # the first one: best.ckpt
     best = (checkpoint.best_model_path or None) if checkpoint is not None else None
     trainer.validate(study.module, datamodule=study.datamodule, ckpt_path=best, verbose=False)
     trainer.test(study.module, datamodule=study.datamodule, ckpt_path=best, verbose=False)
-    return history
+    return history, Path(best) if best else None
 
 
 def fit_on_frozen_features(study: Study, trainer: L.Trainer, run_dir: Path) -> dict:

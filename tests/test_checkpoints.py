@@ -16,7 +16,7 @@ import torch
 import emoclip.checkpoint_io
 from emoclip.checkpoint_io import SafeCheckpointIO, load_checkpoint_file
 from emoclip.cli import run_reporting_errors
-from emoclip.errors import DataError
+from emoclip.errors import DataError, WriteError
 from emoclip.restore import load_checkpoint
 from emoclip.train import train
 from tests.conftest import QUIET, REPO, compose_train
@@ -35,7 +35,7 @@ def test_a_failed_write_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(emoclip.checkpoint_io.torch, "save", save_half_then_fail)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(WriteError, match=f"^cannot write {path}: No space left on device"):
         io.save_checkpoint({"epoch": 2, "weights": torch.zeros(1000)}, path)
     monkeypatch.undo()
     saved = io.load_checkpoint(path)
@@ -122,3 +122,15 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path):
     path.write_bytes(path.read_bytes()[:5000])
     with pytest.raises(DataError, match=rf"{path} is not a readable checkpoint"):
         load_checkpoint_file(path)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [os.urandom(4096), b"\x80" + os.urandom(4095), b"not a checkpoint", b""],
+    ids=["random bytes", "random bytes like a pickle", "text", "empty"],
+)
+def test_a_file_that_is_not_a_pytorch_file_is_not_a_checkpoint(tmp_path, content):
+    path = tmp_path / "best.ckpt"
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=rf"^{path} is not a checkpoint: a PyTorch checkpoint is"):
+        load_checkpoint(path)

@@ -10,6 +10,7 @@ from omegaconf import OmegaConf
 from emoclip.cli import run_reporting_errors
 from emoclip.study import config_dir
 from emoclip.train import train
+from emoclip.trust import check_untrusted
 from tests.conftest import compose_train
 
 CONF = Path(config_dir())
@@ -42,6 +43,17 @@ def test_option_composes_and_resolves(group, name, tmp_path):
     container = OmegaConf.to_container(cfg, resolve=True)
     assert container["paths"]["output_dir"] == str(tmp_path)
     assert container["model"]["name"]
+    # Read back from a file, it passes the guard: as a checkpoint stores it (resolved) and as a
+    # run folder's .hydra/config.yaml holds it (unresolved).
+    check_untrusted(container, "a checkpoint")
+    check_untrusted(OmegaConf.to_container(cfg, resolve=False), "a run folder's config")
+
+
+@pytest.mark.parametrize("entry", ["eval", "explain"])
+def test_the_other_entries_run_folder_configs_pass_the_guard(entry):
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose(entry, overrides=["ckpt_path=x.ckpt", "paths.output_dir=/tmp/e"])
+    check_untrusted(OmegaConf.to_container(cfg, resolve=False), f"{entry}'s config")
 
 
 def test_default_study_is_clip_fusion_with_tiny_clip_on_synthetic(tmp_path):

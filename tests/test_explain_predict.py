@@ -12,6 +12,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from PIL import Image
 
+import emoclip.atomic
 from emoclip.errors import ConfigError, DataError, EmoclipError
 from emoclip.explain import explain
 from emoclip.predict import predict, predict_probabilities
@@ -149,7 +150,7 @@ def test_one_modality_checkpoints_take_their_one_input(checkpoints, test_example
 
 def test_bad_csv_inputs_name_the_file_and_line(checkpoints, tmp_path):
     source = tmp_path / "texts.csv"
-    source.write_text("text\nfine\n \nfine again\n")
+    source.write_text("id,text\n1,fine\n2, \n3,fine again\n")
     with pytest.raises(DataError, match=r"texts.csv:3: the text column is empty"):
         predict(
             compose_entry("predict", [f"ckpt_path={checkpoints['text_lstm']}", f"input={source}"])
@@ -161,13 +162,53 @@ def test_bad_csv_inputs_name_the_file_and_line(checkpoints, tmp_path):
         )
 
 
+@pytest.mark.parametrize(
+    ("content", "line", "found"),
+    [
+        ("id,text\n1,so happy\n2,happy, then sad\n", 3, 3),  # an unquoted comma in the text
+        ("id,text\n1,so happy,extra\n", 2, 3),
+        ("id,text\n1\n", 2, 1),
+    ],
+    ids=["unquoted comma", "extra field", "missing field"],
+)
+def test_a_csv_row_with_the_wrong_field_count_writes_nothing(
+    content, line, found, checkpoints, tmp_path
+):
+    source, out = tmp_path / "texts.csv", tmp_path / "texts_predictions.csv"
+    source.write_text(content)
+    out.write_text("an earlier output\n")
+    expected = rf"texts.csv:{line}: expected 2 fields \(id, text\), found {found}"
+    with pytest.raises(DataError, match=expected):
+        predict(
+            compose_entry("predict", [f"ckpt_path={checkpoints['text_lstm']}", f"input={source}"])
+        )
+    assert out.read_text() == "an earlier output\n"  # not half-written, not replaced
+
+
+def test_the_predictions_csv_is_written_whole_or_not_at_all(checkpoints, tmp_path, monkeypatch):
+    source, out = tmp_path / "texts.csv", tmp_path / "texts_predictions.csv"
+    source.write_text("id,text\n1,so happy\n2,so sad\n")
+    out.write_text("an earlier output\n")
+
+    def full_disk(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(emoclip.atomic.os, "fsync", full_disk)
+    with pytest.raises(EmoclipError, match=f"cannot write {out}: No space left on device"):
+        predict(
+            compose_entry("predict", [f"ckpt_path={checkpoints['text_lstm']}", f"input={source}"])
+        )
+    assert out.read_text() == "an earlier output\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["texts.csv", "texts_predictions.csv"]
+
+
 def test_wrong_checkpoints_and_label_spaces_are_clear_errors(checkpoints, tmp_path):
     not_torch = tmp_path / "notes.ckpt"
     not_torch.write_text("not a checkpoint")
     foreign = tmp_path / "foreign.ckpt"
     torch.save({"state_dict": {"w": torch.zeros(2)}}, foreign)
     for path, message in (
-        (not_torch, "refused to load|not a readable checkpoint"),
+        (not_torch, "is not a checkpoint"),
         (foreign, "not an emoclip checkpoint"),
     ):
         with pytest.raises(EmoclipError, match=message):

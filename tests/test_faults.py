@@ -19,7 +19,7 @@ import torch
 from emoclip.checkpoint_io import load_checkpoint_file
 from emoclip.cli import run_reporting_errors
 from emoclip.errors import TrainingError
-from emoclip.faults import StopOnNonFiniteLoss
+from emoclip.faults import StopOnDivergence
 from emoclip.train import train
 from tests.conftest import QUIET, REPO, compose_train
 
@@ -106,7 +106,8 @@ def test_run_killed_mid_epoch_resumes_from_its_last_checkpoint(tmp_path):
     assert (saved["epoch"], saved["global_step"]) == (0, BATCHES_PER_EPOCH)
 
     resumed = tmp_path / "resumed"
-    metrics = train(compose_train([*TINY, "trainer.max_epochs=2", f"ckpt_path={last}"], resumed))
+    overrides = [*TINY, "trainer.max_epochs=2", f"ckpt_path={last}", "allow_targets=[tests]"]
+    metrics = train(compose_train(overrides, resumed))
     assert_valid_metrics(metrics)
     assert logged_epochs(resumed) == [1]  # continued, not started over
     final = load_checkpoint_file(resumed / "checkpoints" / "last.ckpt")
@@ -125,7 +126,9 @@ def test_ctrl_c_writes_a_checkpoint_and_the_metrics_so_far(tmp_path):
     assert returncode == 1, output[-3000:]  # Lightning's exit status after Ctrl-C
     assert "Traceback" not in output, output[-3000:]
     interrupted = run_dir / "checkpoints" / "interrupted.ckpt"
-    assert f"resume with ckpt_path={interrupted}" in output
+    command = f"emoclip-train {' '.join(TINY)} trainer.max_epochs=3 "
+    assert "Continue the run from there with:\n  " + command in output
+    assert f"hydra.run.dir={run_dir} ckpt_path=last" in output  # after the test callbacks
 
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["status"] == "interrupted" and metrics["epochs_completed"] == 1
@@ -137,12 +140,14 @@ def test_ctrl_c_writes_a_checkpoint_and_the_metrics_so_far(tmp_path):
     assert metrics["global_step"] == saved["global_step"]
     assert load_checkpoint_file(run_dir / "checkpoints" / "last.ckpt")["epoch"] == 0
 
-    resumed = tmp_path / "resumed"
-    metrics = train(
-        compose_train([*TINY, "trainer.max_epochs=2", f"ckpt_path={interrupted}"], resumed)
-    )
+    # The printed command, as the test can run it: in place, from the newest checkpoint
+    # (interrupted.ckpt, mid-epoch 1); the test's own callback allowed by name.
+    continued = ["ckpt_path=last", "allow_targets=[tests]"]
+    metrics = train(compose_train([*TINY, "trainer.max_epochs=2", *continued], run_dir))
     assert_valid_metrics(metrics)
-    assert "status" not in metrics
+    assert metrics["status"] == "finished"
+    final = load_checkpoint_file(run_dir / "checkpoints" / "last.ckpt")
+    assert final["global_step"] == 2 * BATCHES_PER_EPOCH  # continued mid-epoch, not restarted
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(tmp_path):
@@ -164,13 +169,31 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
     assert not (tmp_path / "checkpoints" / "interrupted.ckpt").exists()
 
 
+SEVEN_CLASSES = SimpleNamespace(classes=tuple("abcdefg"))  # a uniform guess's loss: ln 7 = 1.95
+
+
 @pytest.mark.parametrize("loss", [float("inf"), float("-inf"), float("nan")])
 def test_any_nonfinite_loss_stops_training(loss):
     trainer = SimpleNamespace(checkpoint_callbacks=[], current_epoch=4, global_step=40)
-    callback = StopOnNonFiniteLoss()
-    callback.on_train_batch_end(trainer, None, {"loss": torch.tensor(2.5)}, None, 0)
+    callback = StopOnDivergence()
+    callback.on_train_batch_end(trainer, SEVEN_CLASSES, {"loss": torch.tensor(2.5)}, None, 0)
     with pytest.raises(TrainingError, match=rf"became {loss} at epoch 4, batch 3.*No checkpoint"):
-        callback.on_train_batch_end(trainer, None, {"loss": torch.tensor(loss)}, None, 3)
+        callback.on_train_batch_end(trainer, SEVEN_CLASSES, {"loss": torch.tensor(loss)}, None, 3)
+
+
+def test_a_loss_far_above_where_training_started_stops_training():
+    trainer = SimpleNamespace(checkpoint_callbacks=[], current_epoch=2, global_step=17)
+    callback = StopOnDivergence(factor=100)
+    callback.on_train_batch_end(trainer, SEVEN_CLASSES, {"loss": torch.tensor(0.5)}, None, 0)
+    # From ln 7 (above the first batch's 0.5): a hard batch is not divergence...
+    callback.on_train_batch_end(trainer, SEVEN_CLASSES, {"loss": torch.tensor(150.0)}, None, 1)
+    # ...a loss 100 times that is.
+    with pytest.raises(TrainingError, match=r"became 3.7e\+33, more than 100 times the 1.946 "):
+        callback.on_train_batch_end(trainer, SEVEN_CLASSES, {"loss": torch.tensor(3.7e33)}, None, 2)
+    try:
+        callback.on_train_batch_end(trainer, SEVEN_CLASSES, {"loss": torch.tensor(3.7e33)}, None, 5)
+    except TrainingError as stop:
+        assert stop.where == {"epoch": 2, "batch": 5, "global_step": 17}
 
 
 def test_ctrl_c_outside_training_is_a_one_line_exit():

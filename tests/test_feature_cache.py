@@ -2,16 +2,21 @@
 weights, preprocessing and data; a changed key recomputes, a stale file is never read."""
 
 import csv
+import json
+import logging
 import shutil
 
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from emoclip.data.datamodule import FeatureSplit
 from emoclip.data.images import normalize
 from emoclip.errors import ConfigError
 from emoclip.evaluate import evaluate
+from emoclip.models.feature_cache import content_digest
 from emoclip.study import build_study, build_trainer, config_dir, prepare_process
 from emoclip.train import train
 from tests.conftest import QUIET, compose_train
@@ -181,3 +186,46 @@ def test_the_head_learns_from_cached_features_and_evaluates_from_the_cache(tmp_p
 
 def history(run_dir):
     return [r for r in csv.DictReader((run_dir / "metrics.csv").open()) if r.get("train/loss")]
+
+
+def forge(path, change, fit_the_record=False):
+    """Rewrite a cache file under its own key with other content; the file's record of what it
+    held is kept (a careless forger) or made to fit (a careful one)."""
+    with safe_open(str(path), framework="pt") as f:
+        metadata = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
+    tensors = {k: change(v).contiguous() for k, v in tensors.items()}
+    if fit_the_record:
+        metadata["shapes"] = json.dumps({k: list(v.shape) for k, v in tensors.items()})
+        metadata["sha256"] = content_digest(tensors)
+    save_file(tensors, str(path), metadata)
+
+
+@pytest.mark.parametrize(
+    ("change", "fit_the_record", "reason"),
+    [
+        (lambda t: t.flip(0), False, "other content than was written"),
+        (lambda t: t.flip(0), True, "features the encoders do not give"),
+        (lambda t: t[:, :-1], False, "shapes other than those recorded"),
+        (lambda t: t[:, :-1], True, "features the encoders do not give"),
+        (lambda t: t.half(), True, "not float32 rows"),
+        (lambda t: t[:-1], True, "holds 69 rows of image, and the split has 70"),
+    ],
+    ids=["reversed", "reversed, fitting record", "width", "width, fitting record", "dtype", "rows"],
+)
+def test_a_forged_cache_file_is_detected_and_rebuilt(
+    base, change, fit_the_record, reason, tmp_path, caplog
+):
+    cache_dir = tmp_path / "cache"
+    (cache_dir / "features").mkdir(parents=True)
+    for name in base[1]:
+        shutil.copy(base[0] / "features" / name, cache_dir / "features" / name)
+    val_file = next(cache_dir.glob("features/val-*"))
+    forge(val_file, change, fit_the_record)
+    with caplog.at_level(logging.WARNING):
+        study, cache, _ = set_up(tmp_path / "run", cache_dir)
+    assert reason in caplog.text and val_file.name in caplog.text
+    assert sorted(cache.reused) == ["test", "train"] and set(cache.build_seconds) == {"val"}
+    rebuilt, expected = study.datamodule.encoded["val"], base[2].datamodule.encoded["val"]
+    torch.testing.assert_close(rebuilt.pixels, expected.pixels)
+    torch.testing.assert_close(rebuilt.input_ids, expected.input_ids)

@@ -502,6 +502,23 @@ def test_manifest_refuses_paths_leaving_its_folder(tmp_path: Path, image: str) -
     assert f"{path}:2" in str(error.value)
 
 
+def test_manifest_refuses_a_symbolic_link_leading_outside_its_folder(tmp_path: Path) -> None:
+    secret = png(tmp_path / "private" / "secret.png")
+    folder = tmp_path / "data"
+    png(folder / "images" / "inside.png")
+    (folder / "images" / "face.png").symlink_to(secret)  # the name looks inside
+    (folder / "linked").symlink_to(tmp_path / "private", target_is_directory=True)
+    (folder / "images" / "alias.png").symlink_to(folder / "images" / "inside.png")
+    for image in ("images/face.png", "linked/secret.png"):
+        path = write(folder / "m.csv", f"image,label\n{image},joy\n")
+        with pytest.raises(DataError, match="through a symbolic link, outside") as error:
+            read_manifest(path)
+        assert f"{path}:2" in str(error.value) and str(secret.resolve()) in str(error.value)
+        assert len(read_manifest(path, allow_absolute=True)) == 1  # the explicit way out
+    path = write(folder / "m.csv", "image,label\nimages/alias.png,joy\n")  # a link inside
+    assert [r.image.name for r in read_manifest(path)] == ["alias.png"]  # type: ignore[union-attr]
+
+
 def test_manifest_allow_absolute(tmp_path: Path) -> None:
     outside = png(tmp_path / "outside.png")
     path = write(tmp_path / "data" / "m.csv", f"image,label\n{outside},joy\n../outside.png,joy\n")

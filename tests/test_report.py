@@ -180,9 +180,13 @@ def test_no_run_folders_is_a_clear_error(tmp_path):
 
 def test_unreadable_run_files_are_a_clear_error(tmp_path):
     run = fake_run(tmp_path / "0", [], 0.5, 0.4)
-    (run / "metrics.json").write_text("{not json")
-    with pytest.raises(SystemExit, match=re.escape(f"{run / 'metrics.json'}: not a readable")):
-        main([str(tmp_path)])
+    fake_run(tmp_path / "1", [], 0.7, 0.6)
+    (run / "metrics.json").write_text("{not json")  # half-written: a run that did not finish
+    main([str(tmp_path)])
+    md = (tmp_path / "report.md").read_text()
+    assert [row["runs"] for row in table(md, "row")] == ["1"]  # listed, not counted
+    assert "`0`" in md.split("Not included: 1 folder", 1)[1]
+    (tmp_path / "1" / "metrics.json").unlink()
     (run / "metrics.json").write_text(json.dumps({"classes": CLASSES, "test/acc": 0.5}))
     with pytest.raises(SystemExit, match="missing test/f1_macro"):
         main([str(tmp_path)])

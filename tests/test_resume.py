@@ -1,6 +1,7 @@
 """Resuming: a killed run continued from its last.ckpt ends as if it had run straight through."""
 
 import csv
+import re
 
 import lightning as L
 import pytest
@@ -10,6 +11,7 @@ from omegaconf import OmegaConf
 
 from emoclip.errors import ConfigError
 from emoclip.resume import Resume, plan_resume
+from emoclip.run_folder import run_status
 from emoclip.study import config_dir
 from emoclip.train import train
 from tests.conftest import QUIET, compose_train
@@ -58,9 +60,15 @@ def test_killed_run_resumed_from_last_ends_like_a_straight_run(paired_study, tmp
     with pytest.raises(RuntimeError, match="killed at the start of epoch 1"):
         train(compose_train([*paired_study, *KILL], killed))
     assert (killed / "checkpoints" / "last.ckpt").is_file()
-    assert not (killed / "metrics.json").exists()
-    resumed = train(compose_train([*paired_study, "ckpt_path=last"], killed))
+    assert run_status(killed) == "failed"  # raised, not SIGKILLed: the run could mark it
+    # The killed run's checkpoint names a test-only callback: allowed by name, as a user allows
+    # their own code.
+    resumed = train(
+        compose_train([*paired_study, "ckpt_path=last", "allow_targets=[tests]"], killed)
+    )
 
+    # The same best epoch; the files differ (the resumed run's stored config names ckpt_path).
+    assert resumed.pop("checkpoint")["epoch"] == straight.pop("checkpoint")["epoch"]
     assert resumed == straight
     histories = [checkpoint_history(d) for d in (tmp_path / "straight", killed)]
     assert [row["epoch"] for row in histories[1]] == [0, 1, 2]
@@ -80,18 +88,19 @@ def val_rows(run_dir):
         return [(r["epoch"], r["val/f1_macro"]) for r in csv.DictReader(f) if r["val/f1_macro"]]
 
 
-def fake_checkpoint(run_dir, cfg):
+def fake_checkpoint(run_dir, cfg, name="last.ckpt", step=9):
     """A checkpoint holding cfg's study, as the module saves it (no weights needed here)."""
-    path = run_dir / "checkpoints" / "last.ckpt"
+    path = run_dir / "checkpoints" / name
     path.parent.mkdir(parents=True, exist_ok=True)
     hparams = OmegaConf.to_container(cfg, resolve=True)
-    torch.save({"hyper_parameters": hparams, "emoclip": {}, "epoch": 2, "global_step": 9}, path)
+    saved = {"hyper_parameters": hparams, "emoclip": {}, "optimizer_states": []}
+    torch.save({**saved, "epoch": step // 5, "global_step": step}, path)
     return path
 
 
 def test_ckpt_path_last_continues_skips_or_starts(tmp_path):
     cfg = compose_train(["ckpt_path=last"], tmp_path)
-    assert plan_resume(cfg) == Resume()  # nothing yet: start from scratch
+    assert plan_resume(cfg) == Resume(in_place=True)  # nothing yet: start from scratch, here
     checkpoint = fake_checkpoint(tmp_path, cfg)
     assert plan_resume(cfg) == Resume(str(checkpoint), global_step=9, in_place=True)
     (tmp_path / "metrics.json").write_text('{"val/f1_macro": 0.5}')
@@ -112,12 +121,34 @@ def test_a_run_folder_is_continued_in_place_and_a_file_in_a_new_folder(tmp_path)
 
 def test_resuming_another_study_names_the_differences(tmp_path):
     fake_checkpoint(tmp_path, compose_train([], tmp_path))
-    cfg = compose_train(["ckpt_path=last", "model.optimizer.lr=0.5", "seed=3"], tmp_path)
-    with pytest.raises(ConfigError, match=r"model\.optimizer\.lr: 0\.001 in the checkpoint, 0\.5"):
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / ".hydra" / "overrides.yaml").write_text("- trainer.max_epochs=7\n")
+    changed = [f"data.dataset.{split}_size=9" for split in ("train", "val", "test")]
+    changed += ["model.optimizer.lr=0.5", "model.network.dropout=0.9", "seed=3", "monitor=val/acc"]
+    cfg = compose_train(["ckpt_path=last", *changed], tmp_path)
+    with pytest.raises(ConfigError) as refusal:
         plan_resume(cfg)
+    message = str(refusal.value)
+    for override in changed:  # every difference, not the first five
+        key, value = override.split("=")
+        assert re.search(rf"{re.escape(key)}: \S+ in the checkpoint, '?{re.escape(value)}", message)
+    assert "The run's own overrides: trainer.max_epochs=7. Continue it with its own" in message
+    assert f"emoclip-train trainer.max_epochs=7 hydra.run.dir={tmp_path} ckpt_path=last" in message
     # Where the data lives and the trainer may change; the study may not.
     moved = ["ckpt_path=last", "data.num_workers=2", "trainer.max_epochs=20"]
     assert plan_resume(compose_train(moved, tmp_path)).checkpoint is not None
+
+
+def test_continuing_in_place_continues_from_the_newest_whole_checkpoint(tmp_path):
+    cfg = compose_train(["ckpt_path=last"], tmp_path)
+    fake_checkpoint(tmp_path, cfg, "best.ckpt", step=5)
+    assert plan_resume(cfg).checkpoint == str(tmp_path / "checkpoints" / "best.ckpt")
+    fake_checkpoint(tmp_path, cfg, "last.ckpt", step=5)  # a tie: last.ckpt
+    assert plan_resume(cfg).checkpoint == str(tmp_path / "checkpoints" / "last.ckpt")
+    fake_checkpoint(tmp_path, cfg, "interrupted.ckpt", step=8)  # Ctrl-C, mid-epoch
+    assert plan_resume(cfg) == Resume(
+        str(tmp_path / "checkpoints" / "interrupted.ckpt"), global_step=8, in_place=True
+    )
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path):

@@ -3,6 +3,7 @@ cross-validation, Optuna searches, and relaunching an interrupted sweep."""
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import yaml
 
 from tests.conftest import QUIET, SMALL_DATA
 from tests.test_entrypoints import run
+from tests.test_run_folder import snapshot
 from tests.test_sources import write_ckplus48
 
 TINY = ["debug=limit", "trainer.max_epochs=1", *SMALL_DATA, *QUIET]
@@ -146,9 +148,10 @@ def test_interrupted_sweep_relaunched_skips_finished_jobs_and_resumes_the_rest(t
     assert first.returncode != 0 and "killed at the start of epoch 1" in first.stderr
     finished = metrics(sweep / "0")
     finished_at = (sweep / "0" / "metrics.json").stat().st_mtime_ns
-    assert not (sweep / "1" / "metrics.json").exists()
+    assert metrics(sweep / "1")["status"] == "failed"  # raised (not SIGKILLed): marked
 
-    again = run("emoclip.train", *launch)
+    # Job 1's checkpoint names the test-only callback: allowed by name, as a user's own code.
+    again = run("emoclip.train", *launch, "allow_targets=[tests]")
     assert again.returncode == 0, again.stderr[-3000:]
     assert (sweep / "0" / "metrics.json").stat().st_mtime_ns == finished_at
     assert metrics(sweep / "0") == finished
@@ -158,3 +161,28 @@ def test_interrupted_sweep_relaunched_skips_finished_jobs_and_resumes_the_rest(t
     resumed = metrics(sweep / "1")
     assert [row["state"] for row in trials(sweep)] == ["finished", "finished"]
     assert float(trials(sweep)[1]["val/f1_macro"]) == resumed["val/f1_macro"]
+
+
+@pytest.mark.slow
+def test_a_refused_sweep_relaunch_changes_nothing_in_its_jobs(tmp_path):
+    sweep = tmp_path / "sweep"
+    launch = [
+        "-m",
+        "model=text_lstm",
+        "seed=1,2",
+        *TINY,
+        "ckpt_path=last",
+        f"hydra.sweep.dir={sweep}",
+    ]
+    first = run("emoclip.train", *launch)
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = {n: snapshot(job) for n, job in jobs(sweep).items()}
+    assert ".hydra/config.yaml" in before[0] and "metrics.json" in before[1]
+
+    refused = run("emoclip.train", *launch, "model.optimizer.lr=0.5")  # another study
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    message = refused.stderr.strip().splitlines()[-1]
+    assert re.search(r"\(model\.optimizer\.lr: [\d.e-]+ in the checkpoint, 0\.5 now\)", message)
+    assert "The run's own overrides: model=text_lstm seed=1 " in message
+    assert "Continue it with its own overrides: emoclip-train model=text_lstm seed=1 " in message
+    assert {n: snapshot(job) for n, job in jobs(sweep).items()} == before

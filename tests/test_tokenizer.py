@@ -1,4 +1,12 @@
-from emoclip.data.tokenizer import tokenizer_from_json, tokenizer_to_json, train_word_tokenizer
+import logging
+
+from emoclip.data.tokenizer import (
+    char_limit,
+    encode_texts,
+    tokenizer_from_json,
+    tokenizer_to_json,
+    train_word_tokenizer,
+)
 
 TEXTS = ["I feel so happy today!", "Such a sad, sad day.", "happy happy joy"]
 
@@ -40,3 +48,27 @@ def test_emoji_and_other_scripts_are_words_not_unknown():
     # A new sentence reuses the characters and emoji it shares with the training texts.
     unseen = tok.convert_ids_to_tokens(tok("高兴😀")["input_ids"])[1:-1]
     assert unseen == ["高", "兴", "😀"]
+
+
+class Recording:
+    """A tokenizer that records the longest text it was handed."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer, self.longest = tokenizer, 0
+        self.model_max_length = tokenizer.model_max_length
+
+    def __call__(self, texts, **kwargs):
+        self.longest = max([self.longest, *(len(t) for t in texts)])
+        return self.tokenizer(texts, **kwargs)
+
+
+def test_a_huge_text_is_cut_to_a_bounded_length_before_tokenizing(caplog):
+    """One 49 MB line once took 8 GB: the tokenizer held all its tokens before truncating."""
+    huge = "happy " * 200_000  # 1.2 MB here; the bound does not depend on the size
+    tokenizer = Recording(train_word_tokenizer([*TEXTS, huge], max_length=77))
+    with caplog.at_level(logging.WARNING):
+        encoded = encode_texts(tokenizer, ["so sad", huge], what="train")
+    assert tokenizer.longest <= char_limit(77) == 10_000
+    assert encoded[1] == tokenizer.tokenizer(huge[:10_000], truncation=True)["input_ids"]
+    assert len(encoded[1]) == 77 and encoded[0] == tokenizer.tokenizer("so sad")["input_ids"]
+    assert "train: 1 of 2 texts were longer than 10000 characters" in caplog.text

@@ -302,7 +302,7 @@ def read_fer2013(csv_path: str | Path) -> Splits:
     path = _absolute(csv_path)
     codes = ", ".join(f"{i}={name}" for i, name in enumerate(FER2013_EMOTIONS))
     usages = ", ".join(FER2013_USAGE)
-    rows = _csv_rows(path, required=("emotion", "pixels", "Usage"), what="FER2013 csv")
+    rows = csv_rows(path, required=("emotion", "pixels", "Usage"), what="FER2013 csv")
     splits: Splits = {name: [] for name in SPLITS}
     size = FER2013_SIDE * FER2013_SIDE
     for line, row in rows:
@@ -563,6 +563,14 @@ def _manifest_image(value: Any, folder: Path, allow_absolute: bool, where: str) 
         exists = False
     if not exists:
         raise DataError(f"{where}: image file {raw!r} not found (looked for {file})")
+    # The path as written stays inside; a symbolic link on the way may still lead outside.
+    resolved = file.resolve()
+    if not allow_absolute and not resolved.is_relative_to(folder.resolve()):
+        raise DataError(
+            f"{where}: image path {raw!r} leads to {resolved} through a symbolic link, outside "
+            f"the manifest's folder {folder}; expected a file inside it (pass "
+            "allow_absolute=True to allow this)"
+        )
     return file
 
 
@@ -612,7 +620,9 @@ def _lines(text: str) -> list[str]:
     return [line.removesuffix("\r") for line in lines]
 
 
-def _csv_rows(path: Path, required: Sequence[str], what: str) -> Iterator[tuple[int, dict]]:
+def csv_rows(path: Path, required: Sequence[str], what: str) -> Iterator[tuple[int, dict]]:
+    """(line number, {column: field}) of each row of a UTF-8 csv with a header (BOM allowed):
+    blank lines skipped, every other row with exactly as many fields as the header."""
     reader = csv.reader(io.StringIO(_decode(path), newline=""))
     try:
         header = next(reader, None)
@@ -643,7 +653,7 @@ def _csv_rows(path: Path, required: Sequence[str], what: str) -> Iterator[tuple[
 def _table_rows(path: Path, required: Sequence[str]) -> Iterator[tuple[int, dict]]:
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        yield from _csv_rows(path, required, what="csv file")
+        yield from csv_rows(path, required, what="csv file")
     elif suffix in (".jsonl", ".json"):
         yield from _jsonl_rows(path, required)
     elif suffix == ".parquet":

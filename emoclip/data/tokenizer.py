@@ -22,6 +22,11 @@ from emoclip.errors import BackboneLoadError
 log = logging.getLogger(__name__)
 
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
+# A tokenizer holds every token of a text in memory before truncating, so one 49 MB line would
+# take gigabytes: texts are cut before tokenizing, to 64 characters per token of the limit but
+# never below 10,000 nor above 1,000,000 characters. No real token is that long, so the first
+# max_length tokens stay the same.
+CHARS_PER_TOKEN, MIN_TEXT_CHARS, MAX_TEXT_CHARS = 64, 10_000, 1_000_000
 # One CJK ideograph or kana, or one emoji (a symbol, its skin tone and variation selectors,
 # and further symbols joined by zero-width joiners, as in family emoji).
 _OWN_WORDS = Regex(
@@ -42,7 +47,7 @@ def train_word_tokenizer(
     )
     counts = Counter(
         word
-        for text in texts
+        for text in cut_long_texts(list(texts), max_length, "training texts (vocabulary)")
         for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text))
     )
     ranked = sorted(
@@ -59,10 +64,35 @@ def train_word_tokenizer(
     return _wrap(backend, max_length)
 
 
+def char_limit(max_tokens: int) -> int:
+    return min(max(CHARS_PER_TOKEN * max_tokens, MIN_TEXT_CHARS), MAX_TEXT_CHARS)
+
+
+def cut_long_texts(texts: Sequence[str], max_tokens: int, what: str = "texts") -> list[str]:
+    """Each text cut to char_limit(max_tokens) characters before it is tokenized; how many
+    were cut is logged."""
+    limit = char_limit(max_tokens)
+    long = [len(t) for t in texts if len(t) > limit]
+    if not long:
+        return list(texts)
+    log.warning(
+        "%s: %d of %d texts were longer than %d characters (the longest %d) and were cut to "
+        "that length before tokenizing",
+        what,
+        len(long),
+        len(texts),
+        limit,
+        max(long),
+    )
+    return [t[:limit] for t in texts]
+
+
 def encode_texts(tokenizer, texts: Sequence[str], what: str = "texts") -> list[list[int]]:
     """Token ids of each text, cut at the tokenizer's limit (model_max_length, which
-    model.tokenizer.max_length sets); how many texts were cut is logged."""
-    encoded = tokenizer(list(texts), verbose=False)["input_ids"]
+    model.tokenizer.max_length sets); how many texts were cut is logged. Very long texts are
+    cut to a bounded number of characters first (cut_long_texts)."""
+    texts = cut_long_texts(texts, tokenizer.model_max_length, what)
+    encoded = tokenizer(texts, verbose=False)["input_ids"]
     limit = tokenizer.model_max_length
     too_long = [i for i, ids in enumerate(encoded) if len(ids) > limit]
     if too_long:

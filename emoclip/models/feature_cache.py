@@ -7,6 +7,13 @@ are (seeded random weights included), the pixel normalisation, the numeric preci
 split's example ids and exact encoder inputs (the resized pixels and the token ids, which fix
 the image size, the tokenizer and its max_length). Change any of them and the name changes, so
 a stale file is never read; the full key is also stored in the file and checked on load.
+
+A cache file is data from disk like any other: what it holds is checked before it is used. Each
+file records, when written, its entries' shapes and dtypes and a sha256 of their content; on
+reading, the entries must be float32 rows of features, one per example of the split, match
+what was recorded, and a few rows recomputed with the encoders must match the cached ones (a
+file forged with the right key and a fitting hash still fails that). A file that fails any check
+is logged and rebuilt.
 """
 
 from __future__ import annotations
@@ -14,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -24,12 +30,14 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from emoclip.atomic import atomic_path
 from emoclip.data.datamodule import EmotionDataModule, EncodedSplit, FeatureSplit
 from emoclip.data.images import normalize
-from emoclip.errors import ConfigError
+from emoclip.errors import ConfigError, WriteError
 
 log = logging.getLogger(__name__)
-FORMAT = 1  # bump when what a file holds changes
+FORMAT = 2  # bump when what a file holds changes
+SPOT_CHECKS = 3  # rows recomputed to check a cache file against the encoders
 
 
 class FeatureCache(L.Callback):
@@ -62,7 +70,10 @@ class FeatureCache(L.Callback):
             key = json.dumps({**shared, "split": split, "data": data_digest(ids, data)})
             path = self.cache_dir / f"{split}-{hashlib.sha256(key.encode()).hexdigest()[:32]}"
             path = path.with_suffix(".safetensors")
-            tensors = _read(path, key)
+            tensors = _read(path, key, expected_rows(datamodule.modalities, data))
+            if tensors is not None and not encoder.reproduces(tensors, data):
+                log.warning("%s holds features the encoders do not give; recomputing", path)
+                tensors = None
             if tensors is None:
                 start = time.perf_counter()
                 tensors = encoder(data)
@@ -96,6 +107,8 @@ class _Encoder:
         self.network, self.datamodule = network, datamodule
         self.device = trainer.strategy.root_device
         self.context = trainer.precision_plugin.forward_context
+        # How close recomputed features must be to cached ones: other batches round otherwise.
+        self.tolerance = 1e-4 if str(trainer.precision).startswith("32") else 3e-2
 
     def __call__(self, data: EncodedSplit) -> dict[str, torch.Tensor]:
         modalities = self.datamodule.modalities
@@ -110,6 +123,19 @@ class _Encoder:
                 ]
                 out[f"pool.{c}"] = self._run(pool_items)["text"]
         return out
+
+    def reproduces(self, tensors: dict[str, torch.Tensor], data: EncodedSplit) -> bool:
+        """Whether a few rows (first, middle, last) recomputed match the cached ones."""
+        rows = sorted({round(i * (len(data) - 1) / (SPOT_CHECKS - 1)) for i in range(SPOT_CHECKS)})
+        fresh = self._run([data[i] for i in rows])
+        for m in self.datamodule.modalities:
+            cached, expected = tensors[m][rows], fresh[m]
+            scale = float(expected.abs().max()) or 1.0
+            if cached.shape != expected.shape or not torch.allclose(
+                cached, expected, rtol=self.tolerance, atol=self.tolerance * scale
+            ):
+                return False
+        return True
 
     @torch.no_grad()
     def _run(self, items: list[dict]) -> dict[str, torch.Tensor]:
@@ -167,30 +193,75 @@ def _pool_index(key: str) -> int:
     return int(key.split(".", 1)[1])
 
 
-def _read(path: Path, key: str) -> dict[str, torch.Tensor] | None:
-    """The file's tensors if it exists, is readable and holds exactly this key; else None."""
+def expected_rows(modalities: tuple[str, ...], data: EncodedSplit) -> dict[str, int]:
+    """The entries a split's cache file holds, with their number of rows."""
+    rows = {m: len(data) for m in modalities}
+    if data.text_pool is not None and "text" in modalities:
+        rows.update({f"pool.{c}": len(texts) for c, texts in enumerate(data.text_pool)})
+    return rows
+
+
+def content_digest(tensors: dict[str, torch.Tensor]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].contiguous()
+        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+def _read(path: Path, key: str, rows: dict[str, int]) -> dict[str, torch.Tensor] | None:
+    """The file's tensors if it exists, is readable, holds exactly this key and passes
+    _check; else None."""
     if not path.is_file():
         return None
     try:
         with safe_open(str(path), framework="pt") as f:
-            if (f.metadata() or {}).get("key") != key:
+            metadata = f.metadata() or {}
+            if metadata.get("key") != key:
                 log.warning("%s holds features for another key; recomputing", path)
                 return None
-            return {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
     except (OSError, SafetensorError) as err:
         log.warning("cannot read the feature cache %s (%s); recomputing", path, err)
         return None
+    problem = _check(tensors, metadata, rows)
+    if problem:
+        log.warning("the feature cache %s %s; recomputing", path, problem)
+        return None
+    return tensors
+
+
+def _check(tensors: dict[str, torch.Tensor], metadata: dict, rows: dict[str, int]) -> str | None:
+    """What is wrong with a cache file's content, or None."""
+    if set(tensors) != set(rows):
+        return f"holds the entries {sorted(tensors)}, not {sorted(rows)}"
+    for name, t in sorted(tensors.items()):
+        if t.dtype != torch.float32 or t.dim() != 2:
+            return f"holds {name} as {t.dtype} of shape {tuple(t.shape)}, not float32 rows"
+        if t.shape[0] != rows[name]:
+            return f"holds {t.shape[0]} rows of {name}, and the split has {rows[name]} examples"
+    try:
+        recorded = json.loads(metadata.get("shapes", "null"))
+    except ValueError:
+        recorded = None
+    if recorded != {name: list(t.shape) for name, t in tensors.items()}:
+        return f"holds shapes other than those recorded when it was written ({recorded})"
+    if metadata.get("sha256") != content_digest(tensors):
+        return "holds other content than was written (its sha256 differs)"
+    return None
 
 
 def _write(path: Path, key: str, tensors: dict[str, torch.Tensor]) -> None:
     """Write beside the target, then rename: a crash never leaves a half-written cache file."""
-    partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tensors = {k: v.contiguous() for k, v in tensors.items()}
+    metadata = {
+        "key": key,
+        "shapes": json.dumps({name: list(t.shape) for name, t in tensors.items()}),
+        "sha256": content_digest(tensors),
+    }
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(partial), {"key": key})
-        os.replace(partial, path)
-    except OSError as err:
-        raise ConfigError(
-            f"cannot write the feature cache in {path.parent} ({err}); set paths.cache_dir to "
-            "a writable folder"
-        ) from err
+        with atomic_path(path) as partial:
+            save_file(tensors, str(partial), metadata)
+    except WriteError as err:
+        raise ConfigError(f"{err}; set paths.cache_dir to a writable folder") from err
