@@ -1,6 +1,7 @@
 """Evaluate a model on a test split and write the run folder:
 
 - a trained checkpoint on its own study: `emoclip-eval ckpt_path=PATH`
+- a trained checkpoint on another data set: `emoclip-eval ckpt_path=PATH data=NAME data.root=...`
 - a model that needs no training on any data: `emoclip-eval model=clip_zeroshot data=synthetic`
 """
 
@@ -13,6 +14,7 @@ import hydra
 from omegaconf import DictConfig
 
 from emoclip.cli import run_reporting_errors
+from emoclip.cross_dataset import cross_dataset_study
 from emoclip.errors import ConfigError
 from emoclip.restore import restore_study
 from emoclip.run_folder import summary, write_results
@@ -35,18 +37,28 @@ def evaluate(cfg: DictConfig) -> dict:
                 "give ckpt_path or model=, not both: a checkpoint carries its own model and "
                 "data config (change them with study_overrides)"
             )
-        study, _ = restore_study(cfg.ckpt_path, cfg.get("study_overrides") or [])
-        split_ids = None
+        extra = None
+        if cfg.get("data") is not None:
+            if cfg.get("study_overrides"):
+                raise ConfigError(
+                    "give data= (another data set) or study_overrides (the checkpoint's own "
+                    "study), not both"
+                )
+            study, extra = cross_dataset_study(cfg)
+            split_ids = study.datamodule.split_ids()
+        else:
+            study, _ = restore_study(cfg.ckpt_path, cfg.get("study_overrides") or [])
+            split_ids = None
     else:
         study = training_free_study(cfg)
-        split_ids = study.datamodule.split_ids()
+        split_ids, extra = study.datamodule.split_ids(), None
     trainer = build_trainer(
         cfg, with_callbacks=False, with_loggers=False, study_callbacks=study.callbacks
     )
     trainer.test(study.module, datamodule=study.datamodule, verbose=False)
     run_dir = Path(cfg.paths.output_dir)
     metrics = write_results(
-        run_dir, study.datamodule.classes, study.module.results, split_ids=split_ids
+        run_dir, study.datamodule.classes, study.module.results, split_ids=split_ids, extra=extra
     )
     print(summary(run_dir, metrics), flush=True)
     return metrics

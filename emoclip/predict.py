@@ -50,7 +50,9 @@ def predict_probabilities(
     return torch.cat(probabilities)
 
 
-def check_expected(cfg: DictConfig, study_cfg: DictConfig, classes: tuple[str, ...]) -> None:
+def check_expected(
+    cfg: DictConfig, study_cfg: DictConfig, classes: tuple[str, ...], space: str = "emotion"
+) -> None:
     """What the caller says the checkpoint must be (expect.model, expect.classes)."""
     expected_model = cfg.expect.get("model")
     if expected_model and expected_model != study_cfg.model.name:
@@ -59,7 +61,7 @@ def check_expected(cfg: DictConfig, study_cfg: DictConfig, classes: tuple[str, .
             f"not expect.model={expected_model}"
         )
     if cfg.expect.get("classes"):
-        wanted = LabelSpace(list(cfg.expect.classes)).classes
+        wanted = LabelSpace(space, list(cfg.expect.classes)).classes
         lacking = [c for c in wanted if c not in classes]
         extra = [c for c in classes if c not in wanted]
         if lacking or extra:
@@ -142,7 +144,7 @@ def predict(cfg: DictConfig) -> Path | str:
         raise ConfigError('nothing to predict: give text="..." and/or image=PATH, or input=CSV')
     study, study_cfg = restore_for_prediction(cfg.ckpt_path)
     classes, modalities = study.module.classes, study.datamodule.modalities
-    check_expected(cfg, study_cfg, classes)
+    check_expected(cfg, study_cfg, classes, study.datamodule.label_space.name)
     options = {"batch_size": cfg.batch_size, "device": cfg.device}
     if cfg.get("input"):
         source = Path(cfg.input)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from emoclip.data.sources.base import location_keys
 from emoclip.errors import ConfigError
 from emoclip.restore import load_checkpoint
 from emoclip.run_folder import LAST_CHECKPOINT, finished_metrics
@@ -23,8 +24,9 @@ from emoclip.run_folder import LAST_CHECKPOINT, finished_metrics
 log = logging.getLogger(__name__)
 
 STUDY_KEYS = ("data", "model", "seed", "monitor", "monitor_mode")
-# Where the data lives and how fast it loads may change between launches; the study may not.
-NOT_STUDY = {"image_root", "text_root", "root", "num_workers", "pin_memory"}
+# Where the data lives (the keys its sources name: emoclip.data.sources.base.location_keys)
+# and how fast it loads may change between launches; the study may not.
+LOADING_KEYS = {"num_workers", "pin_memory"}
 
 
 @dataclass
@@ -69,12 +71,13 @@ def check_same_study(cfg: DictConfig, checkpoint: Path) -> dict:
     """Raise unless the checkpoint holds the study of cfg; return the loaded checkpoint."""
     loaded = load_checkpoint(checkpoint)
     stored = loaded["hyper_parameters"]
+    not_study = location_keys(stored.get("data")) | location_keys(cfg.get("data"))
     differences = []
     for key in STUDY_KEYS:
         now = cfg.get(key)
         if OmegaConf.is_config(now):
             now = OmegaConf.to_container(now, resolve=True)
-        differences += _differences(stored.get(key), now, key)
+        differences += _differences(stored.get(key), now, key, not_study)
     if differences:
         shown = "; ".join(differences[:5]) + ("; ..." if len(differences) > 5 else "")
         raise ConfigError(
@@ -84,12 +87,12 @@ def check_same_study(cfg: DictConfig, checkpoint: Path) -> dict:
     return loaded
 
 
-def _differences(stored, now, key: str) -> list[str]:
-    if key.rsplit(".", 1)[-1] in NOT_STUDY:
+def _differences(stored, now, key: str, not_study: set[str]) -> list[str]:
+    if key in not_study or key.rsplit(".", 1)[-1] in LOADING_KEYS:
         return []
     if isinstance(stored, dict) and isinstance(now, dict):
         found = []
         for k in sorted(stored.keys() | now.keys()):
-            found += _differences(stored.get(k), now.get(k), f"{key}.{k}")
+            found += _differences(stored.get(k), now.get(k), f"{key}.{k}", not_study)
         return found
     return [] if stored == now else [f"{key}: {stored!r} in the checkpoint, {now!r} now"]

@@ -76,7 +76,7 @@ def test_unknown_key_or_option_fails_at_composition_with_hydras_message(
     ("overrides", "message"),
     [
         (
-            ["data=ckplus", "data.image_root=/no/such/folder", "data.num_folds=5", "data.fold=5"],
+            ["data=ckplus", "data.root=/no/such/folder", "data.num_folds=5", "data.fold=5"],
             r"data.fold=5 is out of range for data.num_folds=5; expected 0..4",
         ),
         (["data.classes=[anger,grumpy]"], r"unknown emotion label 'grumpy' in data.classes"),
@@ -84,10 +84,18 @@ def test_unknown_key_or_option_fails_at_composition_with_hydras_message(
             [
                 "model=text_lstm",
                 "data=dair_emotion",
-                "data.text_root=/no/such/folder",
+                "data.root=/no/such/folder",
                 "data.classes=[anger,grumpy]",
             ],
-            r"unknown emotion label 'grumpy' in data.classes\. Known labels: anger",
+            r"unknown emotion label 'grumpy' in data.classes\. The emotion label space knows: anger",
+        ),
+        (
+            ["model=text_lstm", "data=text_table", "data.label_space=sentiment"],
+            r"data.root is not set: point it at a csv, tsv, jsonl or parquet table",
+        ),
+        (
+            ["data=synthetic", "data.root=/some/folder"],
+            r"data=synthetic reads no files, so data.root=/some/folder does not apply",
         ),
     ],
 )

@@ -1,4 +1,7 @@
-"""Readers on small files written here in each real format."""
+"""Each source's reader on small files written here in its real format.
+
+The helpers below read through a source's `read` and map the files' labels in the emotion
+label space, as a study does."""
 
 from __future__ import annotations
 
@@ -17,18 +20,57 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from emoclip.data.labels import CANONICAL
-from emoclip.data.readers import (
-    read_ckplus,
-    read_dair_emotion,
-    read_fer2013,
-    read_image_folders,
-    read_manifest,
-    read_table,
-    read_text_label_file,
-)
+from emoclip.data import sources
+from emoclip.data.labels import CANONICAL, LabelSpace
+from emoclip.data.readers import TextDecoder, absolute
 from emoclip.data.records import Record
+from emoclip.data.sources.ckplus import CkPlus
+from emoclip.data.sources.dair_emotion import DairEmotion
+from emoclip.data.sources.fer2013 import Fer2013
+from emoclip.data.sources.image_folders import ImageFolders
+from emoclip.data.sources.manifest import Manifest
+from emoclip.data.sources.text_table import TextTable
 from emoclip.errors import ConfigError, DataError, EmoclipError
+
+EMOTION = LabelSpace("emotion")
+
+
+def labelled(result):
+    """The records with their labels mapped in the emotion label space."""
+    if isinstance(result, dict):
+        return {split: labelled(records) for split, records in result.items()}
+    return sources.base.Source._relabel(result, EMOTION)
+
+
+def read_ckplus(root, peak_frames=3, include_neutral=False):
+    source = CkPlus(peak_frames=peak_frames, include_neutral=include_neutral)
+    return labelled(source.read(absolute(root), TextDecoder()))
+
+
+def read_image_folders(root):
+    return labelled(ImageFolders().read(absolute(root), TextDecoder()))
+
+
+def read_text_label_file(path, sep=";"):
+    return labelled(sources.dair_emotion.read_text_label_file(path, TextDecoder(), sep))
+
+
+def read_fer2013(path):
+    return labelled(Fer2013().read(absolute(path), TextDecoder()))
+
+
+def read_dair_emotion(root):
+    return labelled(DairEmotion().read(absolute(root), TextDecoder()))
+
+
+def read_table(path, text_column="text", label_column="label", label_names=None):
+    table = TextTable(text_column=text_column, label_column=label_column, label_names=label_names)
+    return labelled([r for _, r in table.read_table(absolute(path), TextDecoder())])
+
+
+def read_manifest(path, allow_absolute=False):
+    source = Manifest(allow_absolute=allow_absolute)
+    return labelled(source.read(absolute(path), TextDecoder()))
 
 
 def png(path: Path, value: int = 128) -> Path:
@@ -160,7 +202,7 @@ def test_ckplus_missing_or_empty_root_explains_layouts(tmp_path: Path, make: str
         "ROOT/anger/S010_004_00000017.png",
         "licensed",
         "request it from the dataset's authors (Lucey et al., 2010)",
-        "data.image_root=PATH",
+        "data.root=PATH",
     ):
         assert needle in message
 
@@ -211,16 +253,34 @@ def test_ckplus_peak_frames_must_be_positive(tmp_path: Path) -> None:
         read_ckplus(ckplus48(tmp_path), peak_frames=0)
 
 
-def test_image_folders_other_names_are_their_own_group(tmp_path: Path) -> None:
+def test_image_folders_without_a_pattern_have_no_groups(tmp_path: Path) -> None:
     png(tmp_path / "sad" / "0001.jpg")
     png(tmp_path / "angry" / "0001.bmp")
     png(tmp_path / "angry" / "x.TIFF")
     records = read_image_folders(tmp_path)
     assert {(r.id, r.label, r.group) for r in records} == {
-        ("sad/0001.jpg", "sadness", "sad/0001.jpg"),
-        ("angry/0001.bmp", "anger", "angry/0001.bmp"),
-        ("angry/x.TIFF", "anger", "angry/x.TIFF"),
+        ("sad/0001.jpg", "sadness", None),
+        ("angry/0001.bmp", "anger", None),
+        ("angry/x.TIFF", "anger", None),
     }
+
+
+def test_image_folders_group_pattern_names_the_subject(tmp_path: Path) -> None:
+    png(tmp_path / "sad" / "anna-1.jpg")
+    png(tmp_path / "angry" / "anna-2.png")
+    png(tmp_path / "angry" / "ben-1.png")
+    source = ImageFolders(group_pattern=r"^([a-z]+)-")
+    records = source.read(tmp_path, TextDecoder())
+    assert {r.id: r.group for r in records} == {
+        "sad/anna-1.jpg": "anna",
+        "angry/anna-2.png": "anna",
+        "angry/ben-1.png": "ben",
+    }
+    png(tmp_path / "angry" / "nobody.png")
+    with pytest.raises(DataError, match=r"nobody.png: its name does not match .*group_pattern"):
+        source.read(tmp_path, TextDecoder())
+    with pytest.raises(ConfigError, match="group_pattern='\\(' is not a regular expression"):
+        ImageFolders(group_pattern="(")
 
 
 def test_image_folders_unknown_label_names_folder_and_known_labels(tmp_path: Path) -> None:
@@ -229,11 +289,11 @@ def test_image_folders_unknown_label_names_folder_and_known_labels(tmp_path: Pat
         read_image_folders(tmp_path)
     message = str(error.value)
     assert "'bored'" in message and str(tmp_path / "bored") in message
-    assert "Known labels" in message and "happiness" in message
+    assert "The emotion label space knows" in message and "happiness" in message
 
 
 def test_image_folders_missing_root(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="does not exist.*data.image_root=PATH"):
+    with pytest.raises(DataError, match="does not exist.*data.root=PATH"):
         read_image_folders(tmp_path / "nope")
 
 
@@ -277,7 +337,7 @@ def test_text_label_file_unknown_label(tmp_path: Path) -> None:
     path = write(tmp_path / "t.txt", "fine;joy\nhmm;bored\n")
     with pytest.raises(DataError, match="unknown emotion label 'bored'") as error:
         read_text_label_file(path)
-    assert f"{path}:2" in str(error.value) and "Known labels" in str(error.value)
+    assert f"{path}:2" in str(error.value) and "label space knows" in str(error.value)
 
 
 def test_text_label_file_not_utf8_names_line(tmp_path: Path) -> None:
@@ -389,7 +449,7 @@ def test_dair_missing_folder_explains(tmp_path: Path) -> None:
     message = str(error.value)
     for needle in (
         "train.txt",
-        "data.text_root=PATH",
+        "data.root=PATH",
         'load_dataset("dair-ai/emotion")',
         "to_parquet",
     ):
@@ -425,7 +485,7 @@ def test_table_named_columns_and_label_names(tmp_path: Path) -> None:
     ]
     mapped = read_table(path, "sentence", "y", label_names={0: "fear", 1: "surprise"})
     assert [r.label for r in mapped] == ["surprise", "fear"]
-    with pytest.raises(DataError, match="no label_names"):
+    with pytest.raises(DataError, match="no names for integer labels"):
         read_table(path, "sentence", "y")
 
 
@@ -520,7 +580,7 @@ def test_manifest_missing_image_names_line_and_path(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "expected"),
     [
-        ("text,label,split\nhi,joy,holdout\n", "expected split"),
+        ("text,label,split\nhi,joy,holdout\n", "expected column .split. to be one of"),
         ("text,label\nhi,joy\nhi,\n", "expected a label"),
         ("name,label\nhi,joy\n", "expected a column 'image' and/or 'text'"),
         ("text,label\n", "no rows"),

@@ -36,11 +36,11 @@ def paired_study(tmp_path):
     (the EpochSampler), augmentation and dropout all draw random numbers."""
     return [
         "experiment=paper_tiny",
-        f"data.image_root={write_ckplus48(tmp_path / 'ck', subjects=6)}",
-        f"data.text_root={write_dair(tmp_path / 'dair')}",
+        f"data.root.image={write_ckplus48(tmp_path / 'ck', subjects=6)}",
+        f"data.root.text={write_dair(tmp_path / 'dair')}",
         "data.classes=[anger,happiness,sadness,surprise]",
-        "data.dataset.image.split.test_fraction=0.25",
-        "data.dataset.image.split.val_fraction=0.25",
+        "data.test_fraction=0.25",
+        "data.val_fraction=0.25",
         "data.batch_size=8",
         "model.backbone.image_size=32",
         "model.network.dropout=0.3",

@@ -126,7 +126,7 @@ def test_check_splits_missing_class_names_split_and_class() -> None:
         "test": [Record(id="c", label="anger", group="g3")],
     }
     with pytest.raises(DataError) as error:
-        check_splits(splits, LabelSpace(["anger", "surprise"]))
+        check_splits(splits, LabelSpace("emotion", ["anger", "surprise"]))
     message = str(error.value)
     assert "split 'val' has no examples of class 'anger'" in message
     assert "split 'test' has no examples of class 'surprise'" in message
