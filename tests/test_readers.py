@@ -355,6 +355,58 @@ def test_text_label_file_other_separator_and_missing_file(tmp_path: Path) -> Non
         read_text_label_file(tmp_path / "missing.txt")
 
 
+# ---------------------------------------------------------------- text encodings
+
+TWEET = "\u201cso good\u201d \u2026 caf\u00e9 \u4e2d\u6587"  # curly quotes, ellipsis, accents, CJK
+
+
+def test_utf8_is_the_default_and_a_byte_order_mark_is_allowed(tmp_path: Path) -> None:
+    path = tmp_path / "a.txt"
+    path.write_bytes(b"\xef\xbb\xbf" + TWEET.encode("utf-8"))
+    decoder = TextDecoder()
+    assert decoder.read(path) == TWEET and decoder.summary() is None
+
+
+def test_a_file_in_another_encoding_names_the_line_and_the_options(tmp_path: Path) -> None:
+    path = tmp_path / "a.txt"
+    path.write_bytes(b"fine\n" + TWEET.encode("gb18030"))
+    with pytest.raises(DataError) as error:
+        TextDecoder().read(path)
+    message = str(error.value)
+    assert f"{path}:2: expected utf-8 text" in message
+    assert "data.encoding=..." in message and "data.encoding=auto" in message
+
+
+def test_one_named_encoding_for_every_file(tmp_path: Path) -> None:
+    path = tmp_path / "a.txt"
+    path.write_bytes(TWEET.encode("gb18030"))
+    assert TextDecoder("gb18030").read(path) == TWEET
+    with pytest.raises(ConfigError, match="data.encoding='klingon' is not an encoding"):
+        TextDecoder("klingon")
+
+
+def test_auto_detects_the_encoding_of_a_mixed_set_and_counts_every_fallback(
+    tmp_path: Path,
+) -> None:
+    texts = [
+        f"RT @user{i}: \u201c\u6211\u4eec\u4eca\u5929\u5f88\u5f00\u5fc3\u201d \u2026 #day{i} "
+        "\u8fd9\u662f\u4e00\u4e2a\u6d4b\u8bd5 \u2014 ok"
+        for i in range(12)
+    ]
+    paths = []
+    for i, text in enumerate(texts):
+        path = tmp_path / f"{i}.txt"
+        path.write_bytes(text.encode("gb18030" if i % 3 == 0 else "utf-8"))
+        paths.append(path)
+    decoder = TextDecoder("auto")
+    assert decoder.read_many(paths) == texts
+    assert decoder.fallbacks == {"gb18030": 4}
+    assert decoder.summary() == (
+        "4 of 12 text files are not UTF-8 and were decoded as gb18030 (4) "
+        "(data.encoding=auto, detected by charset-normalizer)"
+    )
+
+
 # ---------------------------------------------------------------- FER2013
 
 

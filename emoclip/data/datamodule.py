@@ -309,6 +309,22 @@ class EmotionDataModule(L.LightningDataModule):
                 size,
             )
 
+    def class_weights(self, setting: str | Sequence[float] | None) -> list[float] | None:
+        """model.class_weights as one weight per class: balanced is n / (classes x count) over
+        the training split, as scikit-learn's class_weight="balanced"."""
+        if setting is None:
+            return None
+        if setting == "balanced":
+            counts = Counter(r.label for r in self.load_records()["train"])
+            total = sum(counts.values())
+            return [total / (len(self.classes) * max(counts[c], 1)) for c in self.classes]
+        if isinstance(setting, str) or len(setting) != len(self.classes):
+            raise ConfigError(
+                f"model.class_weights={setting!r}: expected null, balanced, or one weight per "
+                f"class ({', '.join(self.classes)})"
+            )
+        return [float(w) for w in setting]
+
     def train_texts(self) -> list[str]:
         """The texts training can see: with label pairing, the whole training text pool."""
         records = self.load_records()["train"]

@@ -1,0 +1,226 @@
+"""Bring your own data: every source trains from the command line on files in its real format
+(the synthetic demo set written by emoclip.data.examples, plus tables written here), a
+checkpoint evaluates on another data set, and a moved data set is found with data.root."""
+
+import csv
+import json
+import logging
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hydra import compose, initialize_config_dir
+
+from emoclip.cli import run_reporting_errors
+from emoclip.data.examples import write_examples
+from emoclip.evaluate import evaluate
+from emoclip.study import config_dir
+from emoclip.train import train
+from tests.conftest import QUIET, TINY_CLIP, compose_train
+
+pytestmark = pytest.mark.slow
+
+TEXT = ["model=text_lstm"]
+IMAGE = ["model=image_cnn", "model.image_size=32"]
+BOTH = ["model=clip_fusion", *TINY_CLIP, "model.backbone.image_size=32"]
+SMALL_SPLITS = ["data.val_fraction=0.2", "data.test_fraction=0.2"]
+POSTS = [
+    "data.dataset.text_column=post",
+    "data.dataset.label_column=feeling",
+    "data.label_space=sentiment",
+]
+
+
+@pytest.fixture(scope="module")
+def examples(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("examples")
+    written = write_examples(root, per_class=12)
+    # The posts table again: as parquet with a split column, and as one tsv file per split.
+    with open(written["text_table"], newline="") as f:
+        rows = list(csv.DictReader(f))
+    splits = [("train", "train", "val", "test", "train")[i % 5] for i in range(len(rows))]
+    table = {"post": [r["post"] for r in rows], "feeling": [r["feeling"] for r in rows]}
+    pq.write_table(pa.table({**table, "part": splits}), root / "posts.parquet")
+    folder = root / "posts_by_split"
+    folder.mkdir()
+    for split in ("train", "val", "test"):
+        lines = ["post\tfeeling"] + [
+            f"{r['post']}\t{r['feeling']}" for r, s in zip(rows, splits, strict=True) if s == split
+        ]
+        (folder / f"{split}.tsv").write_text("\n".join(lines) + "\n")
+    written["posts.parquet"], written["posts_by_split"] = root / "posts.parquet", folder
+    return written
+
+
+CASES = {
+    "synthetic": (
+        lambda ex: (
+            ["data=synthetic", "data.dataset.train_size=70", "data.dataset.val_size=35"]
+            + ["data.dataset.test_size=35", "data.dataset.image_size=32"]
+        ),
+        BOTH,
+    ),
+    "ckplus_class_folders": (lambda ex: ["data=ckplus", f"data.root={ex['ckplus']}"], IMAGE),
+    "ckplus_tree": (lambda ex: ["data=ckplus", f"data.root={ex['ckplus_tree']}"], IMAGE),
+    "fer2013": (lambda ex: ["data=fer2013", f"data.root={ex['fer2013']}"], IMAGE),
+    "dair_emotion": (lambda ex: ["data=dair_emotion", f"data.root={ex['dair_emotion']}"], TEXT),
+    "text_table_csv": (
+        lambda ex: (
+            ["data=text_table", f"data.root={ex['text_table']}", *POSTS]
+            + ["data.dataset.group_column=author", *SMALL_SPLITS]
+        ),
+        TEXT,
+    ),
+    "text_table_parquet_split_column": (
+        lambda ex: (
+            ["data=text_table", f"data.root={ex['posts.parquet']}", *POSTS]
+            + ["data.dataset.split_column=part"]
+        ),
+        TEXT,
+    ),
+    "text_table_tsv_per_split": (
+        lambda ex: ["data=text_table", f"data.root={ex['posts_by_split']}", *POSTS],
+        TEXT,
+    ),
+    "image_folders": (
+        lambda ex: (
+            ["data=image_folders", f"data.root={ex['image_folders']}"]
+            + ["data.dataset.group_pattern='^(p[0-9]+)-'", *SMALL_SPLITS]
+        ),
+        IMAGE,
+    ),
+    "manifest": (
+        lambda ex: ["data=manifest", f"data.root={ex['manifest']}", *SMALL_SPLITS],
+        BOTH,
+    ),
+    "mvsa_single": (
+        lambda ex: ["data=mvsa_single", f"data.root={ex['mvsa_single']}", *SMALL_SPLITS],
+        BOTH,
+    ),
+    "ckplus_dair": (
+        lambda ex: (
+            ["data=ckplus_dair", f"data.root.image={ex['ckplus']}"]
+            + [f"data.root.text={ex['dair_emotion']}"]
+        ),
+        BOTH,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_every_source_trains_from_the_command_line(case, examples, tmp_path):
+    data, model = CASES[case]
+    metrics = train(compose_train([*data(examples), *model, "debug=fdr", *QUIET], tmp_path))
+    assert 0 <= metrics["test/acc"] <= 1
+    splits = json.loads((tmp_path / "splits.json").read_text())
+    assert all(splits[split] for split in ("train", "val", "test"))
+    assert splits["protocol"]["classes"] == metrics["classes"]
+
+
+def test_mvsa_reads_its_encodings_and_keeps_reposts_together(examples, tmp_path, caplog):
+    data, model = CASES["mvsa_single"]
+    with caplog.at_level(logging.INFO):
+        train(compose_train([*data(examples), *model, "debug=fdr", *QUIET], tmp_path))
+    assert "are not UTF-8 and were decoded as gb18030" in caplog.text
+    splits = json.loads((tmp_path / "splits.json").read_text())
+    where = {i: s for s in ("train", "val", "test") for i in splits[s]}
+    last = max(int(i) for i in where)
+    assert where[str(last - 1)] == where["1"]  # the same image
+    assert where[str(last)] == where["2"]  # the same text
+    duplicates = splits["protocol"]["duplicates"]
+    assert duplicates["identical_images"]["groups"] == 1
+    assert duplicates["identical_texts"]["groups"] == 1
+    assert splits["protocol"]["label_space"] == "sentiment"
+
+
+def compose_eval(overrides: list[str], output_dir: Path):
+    with initialize_config_dir(config_dir(), version_base="1.3"):
+        return compose("eval", overrides=[*overrides, f"paths.output_dir={output_dir}"])
+
+
+@pytest.fixture(scope="module")
+def ckplus_checkpoint(examples, tmp_path_factory) -> Path:
+    """An image CNN trained (a few batches) on the CK+ class folders: 7 emotions with contempt."""
+    run_dir = tmp_path_factory.mktemp("ckplus_run")
+    data, model = CASES["ckplus_class_folders"]
+    train(compose_train([*data(examples), *model, "debug=limit", *QUIET], run_dir))
+    return run_dir / "checkpoints" / "best.ckpt"
+
+
+def test_a_model_evaluates_on_another_data_set(ckplus_checkpoint, examples, tmp_path):
+    metrics = evaluate(
+        compose_eval(
+            [
+                f"ckpt_path={ckplus_checkpoint}",
+                "data=image_folders",
+                f"data.root={examples['image_folders']}",
+                *SMALL_SPLITS,
+            ],
+            tmp_path,
+        )
+    )
+    assert metrics["protocol"] == "cross-dataset"
+    cross = metrics["cross_dataset"]
+    assert cross["trained_on"] == "ckplus" and cross["evaluated_on"] == "image_folders"
+    assert cross["root"] == str(examples["image_folders"])
+    assert set(cross["dropped_classes"]) == {"neutral"}  # the CK+ model has no neutral class
+    assert cross["classes_absent_from_data"] == ["contempt"]
+    assert metrics["classes"] == [
+        "anger",
+        "contempt",
+        "disgust",
+        "fear",
+        "happiness",
+        "sadness",
+        "surprise",
+    ]
+    splits = json.loads((tmp_path / "splits.json").read_text())
+    assert len(splits["test"]) == cross["test_examples"]
+    assert all("neutral" not in i for i in splits["test"])
+
+
+def test_cross_dataset_evaluation_needs_one_label_space(ckplus_checkpoint, examples, tmp_path):
+    cfg = compose_eval(
+        [
+            f"ckpt_path={ckplus_checkpoint}",
+            "data=image_folders",
+            f"data.root={examples['image_folders']}",
+            "data.label_space=sentiment",
+        ],
+        tmp_path,
+    )
+    with pytest.raises(SystemExit, match="the model predicts emotion classes .*sentiment"):
+        run_reporting_errors(lambda: evaluate(cfg))
+
+
+def test_a_moved_data_set_is_read_where_data_root_says(ckplus_checkpoint, examples, tmp_path):
+    moved = tmp_path / "moved"
+    examples["ckplus"].rename(moved)
+    try:
+        stale = compose_eval([f"ckpt_path={ckplus_checkpoint}"], tmp_path / "stale")
+        with pytest.raises(SystemExit, match=f"CK\\+ folder {examples['ckplus']} does not exist"):
+            run_reporting_errors(lambda: evaluate(stale))
+        found = evaluate(
+            compose_eval(
+                [f"ckpt_path={ckplus_checkpoint}", f'study_overrides=["data.root={moved}"]'],
+                tmp_path / "moved_run",
+            )
+        )
+        assert "test/acc" in found and "protocol" not in found
+        old_key = compose_eval(
+            [f"ckpt_path={ckplus_checkpoint}", f'study_overrides=["data.image_root={moved}"]'],
+            tmp_path / "old_key",
+        )
+        with pytest.raises(SystemExit, match="study_overrides: .*image_root.*data.root"):
+            run_reporting_errors(lambda: evaluate(old_key))
+    finally:
+        moved.rename(examples["ckplus"])
+
+
+def test_checkpoints_record_their_label_space(ckplus_checkpoint):
+    import torch
+
+    state = torch.load(ckplus_checkpoint, weights_only=True)["emoclip"]
+    assert state["label_space"]["name"] == "emotion"
+    assert state["classes"] == state["label_space"]["classes"]
