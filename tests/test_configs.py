@@ -1,5 +1,7 @@
 """Every config in conf/ composes, and every value resolves."""
 
+import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -118,3 +120,33 @@ def test_precision_auto_picks_bf16_only_where_the_gpu_has_it(monkeypatch):
     assert resolve_precision("auto", "gpu") == "bf16-mixed"
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation: False)
     assert resolve_precision("auto", "gpu") == "16-mixed"
+
+
+def test_every_data_key_an_error_message_names_exists():
+    """Messages in emoclip's data code that tell the user to set data.<key> name keys that the
+    data configs have (an old message suggested data.val_fraction when there was none)."""
+    from emoclip.study import config_dir as conf
+
+    named = set()
+    for path in Path(conf()).parent.joinpath("emoclip").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                named |= set(re.findall(r"(?<![\w.])data\.[a-z_]+(?:\.[a-z_]+)*", node.value))
+    named = {key for key in named if not key.startswith("data.sources.")}  # module names
+    available = set()
+    for option in GROUPS["data"]:
+        if option == "default":
+            continue
+        with initialize_config_dir(str(CONF), version_base="1.3"):
+            cfg = compose("train", overrides=[f"data={option}", "paths.output_dir=/tmp/x"])
+        flat = OmegaConf.to_container(cfg.data, resolve=False)
+
+        def keys(node, prefix="data"):
+            yield prefix
+            if isinstance(node, dict):
+                for key, value in node.items():
+                    yield from keys(value, f"{prefix}.{key}")
+
+        available |= set(keys(flat))
+    missing = sorted(key for key in named if key not in available)
+    assert not missing, f"messages name data keys no config has: {missing}"
