@@ -783,3 +783,21 @@ def test_shared_datasets_counts() -> None:
         "test": 2000,
     }
     assert dair["train"][0].label == "sadness" and dair["train"][0].text.strip()
+
+
+@pytest.mark.shared_data
+def test_shared_mvsa_single_as_its_readme_describes_it() -> None:
+    from emoclip.data.duplicates import join_duplicates
+    from emoclip.data.sources.mvsa_single import MvsaSingle
+
+    if not (SHARED / "mvsa_single").is_dir():
+        pytest.skip(f"no MVSA-Single at {SHARED} (set EMOCLIP_SHARED_DATASETS)")
+    decoder = TextDecoder("auto")
+    records = MvsaSingle().read(absolute(SHARED / "mvsa_single"), decoder)
+    assert Counter(r.label for r in records) == {"positive": 2388, "negative": 1193, "neutral": 419}
+    assert decoder.fallbacks == {"gb18030": 943}
+    _, counts = join_duplicates(records)
+    assert counts["identical_images"]["groups"] == 31
+    assert counts["identical_images"]["with_conflicting_labels"] == 6
+    assert counts["identical_texts"]["groups"] == 122
+    assert counts["identical_texts"]["with_conflicting_labels"] == 34

@@ -192,6 +192,7 @@ class EmotionDataModule(L.LightningDataModule):
         self.name = name
         self.splitter = GroupedSplit(num_folds, fold, val_fraction, test_fraction, split_seed)
         self.encoding = encoding
+        self.root = None  # where the source reads (a path, or a path per part of a pair)
         if dataset is not None:
             missing = [m for m in modalities if m not in dataset.modalities]
             if missing:
