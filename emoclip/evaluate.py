@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 from emoclip.cli import run_reporting_errors
 from emoclip.cross_dataset import cross_dataset_study
 from emoclip.errors import ConfigError
-from emoclip.restore import restore_study
+from emoclip.restore import here, restore_study
 from emoclip.run_folder import summary, write_results
 from emoclip.study import (
     Study,
@@ -47,7 +47,9 @@ def evaluate(cfg: DictConfig) -> dict:
             study, extra = cross_dataset_study(cfg)
             split_ids = study.datamodule.split_ids()
         else:
-            study, _ = restore_study(cfg.ckpt_path, cfg.get("study_overrides") or [])
+            study, _ = restore_study(
+                cfg.ckpt_path, [*here(cfg), *(cfg.get("study_overrides") or [])]
+            )
             split_ids = None
     else:
         study = training_free_study(cfg)

@@ -20,7 +20,7 @@ from emoclip.cli import run_reporting_errors
 from emoclip.data.images import normalize
 from emoclip.errors import ConfigError
 from emoclip.plots import plot_attribution_map
-from emoclip.restore import restore_study
+from emoclip.restore import here, restore_study
 from emoclip.study import config_dir
 
 
@@ -30,7 +30,7 @@ def explain(cfg: DictConfig) -> list[tuple[int, Attribution]]:
         raise ConfigError("ckpt_path is not set: the checkpoint to explain")
     if cfg.n < 1:
         raise ConfigError(f"n={cfg.n}: expected at least one example")
-    study, _ = restore_study(cfg.ckpt_path, cfg.get("study_overrides") or [])
+    study, _ = restore_study(cfg.ckpt_path, [*here(cfg), *(cfg.get("study_overrides") or [])])
     datamodule, network = study.datamodule, study.module.network.to(cfg.device).eval()
     datamodule.setup("test")
     if cfg.split not in datamodule.encoded:

@@ -45,6 +45,12 @@ def study_config(checkpoint: dict, overrides: Sequence[str] = ()) -> DictConfig:
     return cfg
 
 
+def here(cfg: DictConfig) -> list[str]:
+    """Overrides that point a checkpoint's study at this machine's data folder
+    (paths.data_dir), where a data set with no data.root of its own is found."""
+    return [f"data.data_dir={cfg.paths.data_dir}"]
+
+
 def restore_study(path: str | Path, overrides: Sequence[str] = ()) -> tuple[Study, DictConfig]:
     """The checkpoint's study with its data (all splits), its tokenizer and its weights."""
     checkpoint = load_checkpoint(path)

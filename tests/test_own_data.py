@@ -224,3 +224,24 @@ def test_checkpoints_record_their_label_space(ckplus_checkpoint):
     state = torch.load(ckplus_checkpoint, weights_only=True)["emoclip"]
     assert state["label_space"]["name"] == "emotion"
     assert state["classes"] == state["label_space"]["classes"]
+
+
+def test_the_data_folder_set_once_is_this_machines_at_evaluation(tmp_path):
+    """A study trained with data.root unset reads <paths.data_dir>/ckplus48; evaluated where
+    the data folder is elsewhere (EMOCLIP_DATA_DIR, paths.data_dir), it reads it there."""
+    from tests.test_sources import write_ckplus48
+
+    first, second = tmp_path / "disk1", tmp_path / "disk2"
+    write_ckplus48(first / "ckplus48", subjects=8)
+    train_overrides = ["data=ckplus", "data.classes=[anger,happy,sadness]", *IMAGE, "debug=limit"]
+    train_overrides += [f"paths.data_dir={first}", *QUIET]
+    train(compose_train(train_overrides, tmp_path / "run"))
+    first.rename(second)
+    checkpoint = tmp_path / "run" / "checkpoints" / "best.ckpt"
+    metrics = evaluate(
+        compose_eval([f"ckpt_path={checkpoint}", f"paths.data_dir={second}"], tmp_path / "eval")
+    )
+    assert 0 <= metrics["test/acc"] <= 1
+    stale = compose_eval([f"ckpt_path={checkpoint}", f"paths.data_dir={first}"], tmp_path / "e2")
+    with pytest.raises(SystemExit, match=f"default location {first}/ckplus48 .* does not exist"):
+        run_reporting_errors(lambda: evaluate(stale))
