@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -142,7 +143,7 @@ def fusion_studies(datasets: Path) -> list[Study]:
     ]
 
 
-def run(study: Study, variant: list[str], out: Path = OUT) -> dict:
+def run(study: Study, variant: list[str], out: Path = OUT, env: dict | None = None) -> dict:
     # The folder name carries a hash of the study's overrides, so a changed study reruns.
     digest = hashlib.sha1(" ".join(study.overrides).encode()).hexdigest()[:8]
     name = "_".join(v.replace("=", "").replace(".", "_") for v in variant)
@@ -163,7 +164,8 @@ def run(study: Study, variant: list[str], out: Path = OUT) -> dict:
     ]
     print("$", " ".join(command[1:]), flush=True)
     started = time.time()
-    subprocess.run(command, check=True, cwd=REPO, stdout=subprocess.DEVNULL)
+    environment = {**os.environ, **(env or {})}
+    subprocess.run(command, check=True, cwd=REPO, stdout=subprocess.DEVNULL, env=environment)
     seconds = time.time() - started
     seconds_file.write_text(f"{seconds:.1f}\n")
     metrics = json.loads(metrics_file.read_text())
