@@ -124,10 +124,12 @@ def write_predictions(
             writer.writerow({**row, "predicted": classes[best], **probs_by_class})
 
 
-def describe(classes: Sequence[str], probabilities: torch.Tensor) -> str:
+def describe(classes: Sequence[str], probabilities: torch.Tensor, space: str = "emotion") -> str:
+    """The predicted class, headed by its label space (emotion, sentiment; class if custom)."""
     order = probabilities.argsort(descending=True).tolist()
     width = max(len(c) for c in classes)
-    lines = [f"emotion: {classes[order[0]]}", "probabilities:"]
+    heading = "class" if space == "custom" else space
+    lines = [f"{heading}: {classes[order[0]]}", "probabilities:"]
     lines += [f"  {classes[i]:<{width}}  {probabilities[i]:.4f}" for i in order]
     return "\n".join(lines)
 
@@ -168,7 +170,7 @@ def predict(cfg: DictConfig) -> Path | str:
         [image] if image is not None else None,
         **options,
     )
-    text = describe(classes, probabilities[0])
+    text = describe(classes, probabilities[0], study.datamodule.label_space.name)
     print(text, flush=True)
     return text
 

@@ -150,3 +150,26 @@ def test_every_data_key_an_error_message_names_exists():
         available |= set(keys(flat))
     missing = sorted(key for key in named if key not in available)
     assert not missing, f"messages name data keys no config has: {missing}"
+
+
+@pytest.mark.parametrize("option", [n for n in GROUPS["data"] if n != "default"])
+def test_every_data_config_key_is_a_parameter_of_what_reads_it(option, tmp_path):
+    """No key a config sets is unknown to its class (a manifest key once stopped the run with
+    a TypeError), and none is there only to be ignored."""
+    import inspect
+
+    from hydra.utils import get_class
+
+    cfg = compose_train([f"data={option}"], tmp_path)
+
+    def check(node, where):
+        if not isinstance(node, dict):
+            return
+        if "_target_" in node:
+            params = inspect.signature(get_class(node["_target_"]).__init__).parameters
+            unknown = sorted(set(node) - set(params) - {"_target_"})
+            assert not unknown, f"{where}: {node['_target_']} takes no {unknown}"
+        for key, value in node.items():
+            check(value, f"{where}.{key}")
+
+    check(OmegaConf.to_container(cfg.data, resolve=False), "data")

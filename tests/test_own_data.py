@@ -245,3 +245,22 @@ def test_the_data_folder_set_once_is_this_machines_at_evaluation(tmp_path):
     stale = compose_eval([f"ckpt_path={checkpoint}", f"paths.data_dir={first}"], tmp_path / "e2")
     with pytest.raises(SystemExit, match=f"default location {first}/ckplus48 .* does not exist"):
         run_reporting_errors(lambda: evaluate(stale))
+
+
+def test_a_sentiment_model_predicts_in_its_label_space(examples, tmp_path):
+    from emoclip.predict import predict
+
+    data, model = CASES["text_table_csv"]
+    train(compose_train([*data(examples), *model, "debug=limit", *QUIET], tmp_path))
+    with initialize_config_dir(config_dir(), version_base="1.3"):
+        cfg = compose(
+            "predict",
+            [
+                f"ckpt_path={tmp_path / 'checkpoints' / 'best.ckpt'}",
+                "expect.classes=[neg,neu,pos]",  # the sentiment space's synonyms
+            ],
+        )
+    cfg.text = "what a lovely day"
+    printed = predict(cfg)
+    assert printed.split(":")[0] == "sentiment"
+    assert {"negative", "neutral", "positive"} <= set(printed.split())
