@@ -173,3 +173,26 @@ def test_every_data_config_key_is_a_parameter_of_what_reads_it(option, tmp_path)
             check(value, f"{where}.{key}")
 
     check(OmegaConf.to_container(cfg.data, resolve=False), "data")
+
+
+def test_the_data_folder_is_set_once_by_env_or_a_local_config(tmp_path, monkeypatch):
+    import shutil
+
+    conf = tmp_path / "conf"  # the shipped configs, without this checkout's own conf/local
+    shutil.copytree(CONF, conf, ignore=shutil.ignore_patterns("local"))
+
+    def data_dir(*overrides):
+        with initialize_config_dir(str(conf), version_base="1.3"):
+            cfg = compose("train", overrides=[*overrides, "paths.output_dir=/tmp/x"])
+        assert cfg.data.data_dir == cfg.paths.data_dir
+        return cfg.paths.data_dir
+
+    monkeypatch.delenv("EMOCLIP_DATA_DIR", raising=False)
+    assert data_dir("data=mvsa_single") == "data"
+    monkeypatch.setenv("EMOCLIP_DATA_DIR", "/srv/datasets")
+    assert data_dir("data=mvsa_single") == "/srv/datasets"
+    (conf / "local").mkdir()
+    (conf / "local" / "default.yaml").write_text(
+        "# @package _global_\npaths:\n  data_dir: /home/me/data\n"
+    )
+    assert data_dir("data=ckplus") == "/home/me/data"
