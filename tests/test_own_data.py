@@ -79,6 +79,14 @@ CASES = {
         ),
         TEXT,
     ),
+    "text_table_folder_integer_labels": (
+        lambda ex: (
+            ["data=text_table", f"data.root={ex['reviews']}", "data.label_space=sentiment"]
+            + ["data.dataset.text_column=review", "data.dataset.label_column=stars"]
+            + ["data.dataset.label_names=[negative,neutral,positive]"]
+        ),
+        TEXT,
+    ),
     "text_table_tsv_per_split": (
         lambda ex: ["data=text_table", f"data.root={ex['posts_by_split']}", *POSTS],
         TEXT,

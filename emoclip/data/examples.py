@@ -6,6 +6,7 @@ Each folder holds drawn faces and template sentences (emoclip/data/synthetic.py:
 real) in one data set's own format: ckplus/ (CK+48 class folders), ckplus_tree/ (the
 distributed CK+ tree), fer2013/fer2013.csv, dair_emotion/ (text;label files), mvsa_single/
 (data/<guid>.jpg + .txt, some texts in GB18030, label/train.txt), text_table/posts.csv,
+reviews/ (train.tsv, val.tsv, test.tsv with integer labels),
 image_folders/ (one folder per class, a person id in each file name) and manifest/. The
 sentiment sets map the drawn emotion to a sentiment (happiness and love: positive; neutral:
 neutral; the others: negative). The tests train on these files, so the README's examples run.
@@ -154,6 +155,20 @@ def write_text_table(root: Path, per_class: int, drawer: _Drawer) -> Path:
     return root / "posts.csv"
 
 
+def write_reviews(root: Path, per_class: int, drawer: _Drawer) -> Path:
+    """train.tsv, val.tsv, test.tsv: review, stars (0 negative, 1 neutral, 2 positive)."""
+    root.mkdir(parents=True, exist_ok=True)
+    stars = {"negative": 0, "neutral": 1, "positive": 2}
+    sizes = {"train": per_class, "val": max(2, per_class // 4), "test": max(2, per_class // 4)}
+    for split, n in sizes.items():
+        lines = ["review\tstars"] + [
+            f"{drawer.text(label)}\t{stars[sentiment(label)]}"
+            for _, label in drawer.labels(SENTIMENT_CLASSES, n)
+        ]
+        (root / f"{split}.tsv").write_text("\n".join(lines) + "\n")
+    return root
+
+
 def write_image_folders(root: Path, per_class: int, drawer: _Drawer) -> Path:
     """<class>/<person>-<n>.png: the person id is the part before the dash."""
     for i, label in drawer.labels(EMOTIONS, per_class):
@@ -184,6 +199,7 @@ def write_examples(root: Path, per_class: int = 24, seed: int = 0) -> dict[str, 
         "dair_emotion": write_dair(root / "dair_emotion", per_class, drawer),
         "mvsa_single": write_mvsa(root / "mvsa_single", per_class, drawer),
         "text_table": write_text_table(root / "text_table", per_class, drawer),
+        "reviews": write_reviews(root / "reviews", per_class, drawer),
         "image_folders": write_image_folders(root / "image_folders", per_class, drawer),
         "manifest": write_manifest(root / "manifest", per_class, drawer),
     }
