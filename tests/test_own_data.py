@@ -5,6 +5,8 @@ checkpoint evaluates on another data set, and a moved data set is found with dat
 import csv
 import json
 import logging
+import re
+import textwrap
 from pathlib import Path
 
 import pyarrow as pa
@@ -272,3 +274,41 @@ def test_a_sentiment_model_predicts_in_its_label_space(examples, tmp_path):
     printed = predict(cfg)
     assert printed.split(":")[0] == "sentiment"
     assert {"negative", "neutral", "positive"} <= set(printed.split())
+
+
+def readme_block(language: str, first_line: str) -> str:
+    """The README's fenced block in this language whose code starts with first_line."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for block in re.findall(rf"```{language}\n(.*?)```", readme, flags=re.S):
+        code = textwrap.dedent(block)
+        if code.startswith(first_line):
+            return code
+    raise AssertionError(f"no {language} block starting {first_line!r} in the README")
+
+
+def test_the_readmes_new_source_trains(tmp_path, monkeypatch):
+    """The README's steps for a new source: its module and config, as written there."""
+    import shutil
+    import sys
+    import types
+
+    module = types.ModuleType("emoclip.data.sources.lines_per_class")
+    exec(readme_block("python", '"""`data=lines_per_class`'), module.__dict__)
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    conf = tmp_path / "conf"
+    shutil.copytree(config_dir(), conf)
+    (conf / "data" / "lines_per_class.yaml").write_text(
+        readme_block("yaml", "# @package data.dataset")
+    )
+    data = tmp_path / "texts"
+    data.mkdir()
+    for label, words in (("joy", "glad"), ("sad", "blue"), ("anger", "mad")):
+        lines = [f"i am so {words} today, number {i}" for i in range(30)]
+        (data / f"{label}.txt").write_text("\n".join(lines) + "\n")
+    overrides = ["data=lines_per_class", f"data.root={data}", *TEXT, "debug=fdr", *QUIET]
+    with initialize_config_dir(str(conf), version_base="1.3"):
+        cfg = compose("train", overrides=[*overrides, f"paths.output_dir={tmp_path / 'run'}"])
+    metrics = train(cfg)
+    assert metrics["classes"] == ["anger", "happiness", "sadness"]
+    splits = json.loads((tmp_path / "run" / "splits.json").read_text())
+    assert splits["protocol"]["split"] == "grouped" and splits["protocol"]["groups"] is None
