@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -50,14 +51,18 @@ class Study:
 
 
 def studies(datasets: Path) -> list[Study]:
-    ck = f"data.image_root={datasets / 'ckplus48'}"
-    dair = f"data.text_root={datasets / 'dair_emotion'}"
+    ck = f"data.root={datasets / 'ckplus48'}"
+    dair = f"data.root={datasets / 'dair_emotion'}"
+    pair = [
+        f"data.root.image={datasets / 'ckplus48'}",
+        f"data.root.text={datasets / 'dair_emotion'}",
+    ]
     seeds = [[f"seed={s}"] for s in (1, 2, 3)]
-    paired = ["experiment=paper_tiny", ck, dair, *FUSION_TRAINING]
+    paired = ["experiment=paper_tiny", *pair, *FUSION_TRAINING]
     # The baselines see the same paired study (data, classes, split, pairing seed,
     # augmentation) but one modality; paper_tiny itself pins the CLIP backbone, so they start
     # from its data config.
-    paired_data = ["data=ckplus_dair", ck, dair]
+    paired_data = ["data=ckplus_dair", *pair]
     ablation = ["test/acc", "test/f1_macro", "test_text_only/acc", "test_image_only/acc"]
     return [
         Study(
@@ -139,14 +144,16 @@ def fusion_studies(datasets: Path) -> list[Study]:
     ]
 
 
-def run(study: Study, variant: list[str]) -> dict:
+def run(study: Study, variant: list[str], out: Path = OUT, env: dict | None = None) -> dict:
     # The folder name carries a hash of the study's overrides, so a changed study reruns.
     digest = hashlib.sha1(" ".join(study.overrides).encode()).hexdigest()[:8]
     name = "_".join(v.replace("=", "").replace(".", "_") for v in variant)
-    run_dir = OUT / study.key / f"{name}_{digest}"
+    run_dir = out / study.key / f"{name}_{digest}"
     metrics_file, seconds_file = run_dir / "metrics.json", run_dir / "bench_seconds.txt"
+    found = {"run_dir": str(run_dir)}
     if metrics_file.is_file() and seconds_file.is_file():  # finished earlier: reuse
-        return {**json.loads(metrics_file.read_text()), "seconds": float(seconds_file.read_text())}
+        seconds = float(seconds_file.read_text())
+        return {**json.loads(metrics_file.read_text()), "seconds": seconds, **found}
     # An earlier attempt that did not finish: start afresh (a run never writes another's folder).
     shutil.rmtree(run_dir, ignore_errors=True)
     command = [
@@ -160,12 +167,13 @@ def run(study: Study, variant: list[str]) -> dict:
     ]
     print("$", " ".join(command[1:]), flush=True)
     started = time.time()
-    subprocess.run(command, check=True, cwd=REPO, stdout=subprocess.DEVNULL)
+    environment = {**os.environ, **(env or {})}
+    subprocess.run(command, check=True, cwd=REPO, stdout=subprocess.DEVNULL, env=environment)
     seconds = time.time() - started
     seconds_file.write_text(f"{seconds:.1f}\n")
     metrics = json.loads(metrics_file.read_text())
     print(f"  {seconds:.0f} s  test/acc {metrics['test/acc']:.4f}", flush=True)
-    return {**metrics, "seconds": seconds}
+    return {**metrics, "seconds": seconds, **found}
 
 
 def summarise(study: Study, runs: list[dict]) -> dict[str, tuple[float, float]]:

@@ -1,6 +1,7 @@
 """Evaluate a model on a test split and write the run folder:
 
 - a trained checkpoint on its own study: `emoclip-eval ckpt_path=PATH`
+- a trained checkpoint on another data set: `emoclip-eval ckpt_path=PATH data=NAME data.root=...`
 - a model that needs no training on any data: `emoclip-eval model=clip_zeroshot data=synthetic`
 """
 
@@ -14,8 +15,9 @@ from omegaconf import DictConfig
 
 from emoclip.checkpoint_io import checkpoint_identity
 from emoclip.cli import run_reporting_errors
+from emoclip.cross_dataset import cross_dataset_study
 from emoclip.errors import ConfigError
-from emoclip.restore import restore_study
+from emoclip.restore import here, restore_study
 from emoclip.run_folder import RunFolder, checkpoint_disagreement, summary, write_results
 from emoclip.study import (
     Study,
@@ -43,12 +45,25 @@ def evaluate(cfg: DictConfig) -> dict:
             )
         folder.claim()
         if cfg.get("ckpt_path"):
-            study, _ = restore_study(cfg.ckpt_path, cfg.get("study_overrides") or [], trust)
-            split_ids, evaluated = None, checkpoint_identity(cfg.ckpt_path)
+            evaluated = checkpoint_identity(cfg.ckpt_path)
             note = checkpoint_disagreement(Path(cfg.ckpt_path), evaluated)
+            extra = {"checkpoint": evaluated}
+            if cfg.get("data") is not None:
+                if cfg.get("study_overrides"):
+                    raise ConfigError(
+                        "give data= (another data set) or study_overrides (the checkpoint's own "
+                        "study), not both"
+                    )
+                study, cross = cross_dataset_study(cfg, trust)
+                split_ids = study.datamodule.split_ids()
+                extra.update(cross)
+            else:
+                overrides = [*here(cfg), *(cfg.get("study_overrides") or [])]
+                study, _ = restore_study(cfg.ckpt_path, overrides, trust)
+                split_ids = None
         else:
             study = training_free_study(cfg)
-            split_ids, evaluated = study.datamodule.split_ids(), None
+            split_ids, extra = study.datamodule.split_ids(), None
         trainer = build_trainer(
             cfg, with_callbacks=False, with_loggers=False, study_callbacks=study.callbacks
         )
@@ -59,7 +74,7 @@ def evaluate(cfg: DictConfig) -> dict:
             study.datamodule.classes,
             study.module.results,
             split_ids=split_ids,
-            extra={"checkpoint": evaluated},
+            extra=extra,
         )
     print(summary(run_dir, metrics), flush=True)
     if note:

@@ -21,7 +21,7 @@ from emoclip.cli import run_reporting_errors
 from emoclip.data.images import normalize
 from emoclip.errors import ConfigError
 from emoclip.plots import plot_attribution_map
-from emoclip.restore import restore_study
+from emoclip.restore import here, restore_study
 from emoclip.run_folder import RunFolder
 from emoclip.study import config_dir
 from emoclip.trust import Trust
@@ -38,7 +38,8 @@ def explain(cfg: DictConfig) -> list[tuple[int, Attribution]]:
             raise ConfigError(f"n={cfg.n}: expected at least one example")
         trust = Trust.from_entry(cfg)
         folder.claim()
-        study, _ = restore_study(cfg.ckpt_path, cfg.get("study_overrides") or [], trust)
+        overrides = [*here(cfg), *(cfg.get("study_overrides") or [])]
+        study, _ = restore_study(cfg.ckpt_path, overrides, trust)
         datamodule, network = study.datamodule, study.module.network.to(cfg.device).eval()
         datamodule.setup("test")
         if cfg.split not in datamodule.encoded:

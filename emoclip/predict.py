@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 from emoclip.atomic import open_atomically
 from emoclip.cli import run_reporting_errors
 from emoclip.data.labels import LabelSpace
-from emoclip.data.readers import csv_rows
+from emoclip.data.readers import TextDecoder, csv_rows
 from emoclip.errors import ConfigError, DataError
 from emoclip.restore import restore_for_prediction
 from emoclip.study import Study, config_dir
@@ -53,7 +53,9 @@ def predict_probabilities(
     return torch.cat(probabilities)
 
 
-def check_expected(cfg: DictConfig, study_cfg: DictConfig, classes: tuple[str, ...]) -> None:
+def check_expected(
+    cfg: DictConfig, study_cfg: DictConfig, classes: tuple[str, ...], space: str = "emotion"
+) -> None:
     """What the caller says the checkpoint must be (expect.model, expect.classes)."""
     expected_model = cfg.expect.get("model")
     if expected_model and expected_model != study_cfg.model.name:
@@ -62,7 +64,7 @@ def check_expected(cfg: DictConfig, study_cfg: DictConfig, classes: tuple[str, .
             f"not expect.model={expected_model}"
         )
     if cfg.expect.get("classes"):
-        wanted = LabelSpace(list(cfg.expect.classes)).classes
+        wanted = LabelSpace(space, list(cfg.expect.classes)).classes
         lacking = [c for c in wanted if c not in classes]
         extra = [c for c in classes if c not in wanted]
         if lacking or extra:
@@ -93,7 +95,7 @@ def read_input_csv(path: Path, modalities: Sequence[str]) -> tuple[list[dict], d
     the training readers' csv code: every row must have as many fields as the header."""
     if not path.is_file():
         raise DataError(f"input={path} is not a file")
-    numbered = list(csv_rows(path, required=(), what="input csv"))
+    numbered = list(csv_rows(path, required=(), decoder=TextDecoder(), what="input csv"))
     if not numbered:
         raise DataError(f"{path} has a header but no rows to predict")
     columns = list(numbered[0][1])
@@ -125,10 +127,12 @@ def write_predictions(
             writer.writerow({**row, "predicted": classes[best], **probs_by_class})
 
 
-def describe(classes: Sequence[str], probabilities: torch.Tensor) -> str:
+def describe(classes: Sequence[str], probabilities: torch.Tensor, space: str = "emotion") -> str:
+    """The predicted class, headed by its label space (emotion, sentiment; class if custom)."""
     order = probabilities.argsort(descending=True).tolist()
     width = max(len(c) for c in classes)
-    lines = [f"emotion: {classes[order[0]]}", "probabilities:"]
+    heading = "class" if space == "custom" else space
+    lines = [f"{heading}: {classes[order[0]]}", "probabilities:"]
     lines += [f"  {classes[i]:<{width}}  {probabilities[i]:.4f}" for i in order]
     return "\n".join(lines)
 
@@ -145,7 +149,7 @@ def predict(cfg: DictConfig) -> Path | str:
         raise ConfigError('nothing to predict: give text="..." and/or image=PATH, or input=CSV')
     study, study_cfg = restore_for_prediction(cfg.ckpt_path, Trust.from_entry(cfg))
     classes, modalities = study.module.classes, study.datamodule.modalities
-    check_expected(cfg, study_cfg, classes)
+    check_expected(cfg, study_cfg, classes, study.datamodule.label_space.name)
     options = {"batch_size": cfg.batch_size, "device": cfg.device}
     if cfg.get("input"):
         source = Path(cfg.input)
@@ -169,7 +173,7 @@ def predict(cfg: DictConfig) -> Path | str:
         [image] if image is not None else None,
         **options,
     )
-    text = describe(classes, probabilities[0])
+    text = describe(classes, probabilities[0], study.datamodule.label_space.name)
     print(text, flush=True)
     return text
 

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from emoclip.cli import run_reporting_errors
+from emoclip.data.sources.base import split_protocol as source_split_protocol
 from emoclip.document import Block, to_html, to_markdown
 from emoclip.errors import DataError
 from emoclip.plots import normalise_rows, plot_confusion_grid, plot_overlaid_curves
@@ -125,39 +126,12 @@ def _get(config: DictConfig, key: str) -> Any:
     return value
 
 
-def _short_target(node: Any) -> str:
-    target = node.get("_target_", "") if isinstance(node, DictConfig) else ""
-    return str(target).rsplit(".", 1)[-1]
-
-
 def split_protocol(config: DictConfig, folds: Sequence[int] = ()) -> str:
-    """How the data of a run became train/val/test, from its data config."""
-    dataset = OmegaConf.select(config, "data.dataset")
-    if not isinstance(dataset, DictConfig):
+    """How the data of a run became train/val/test: asked of the source its data config names."""
+    data = OmegaConf.select(config, "data")
+    if not isinstance(data, DictConfig):
         return "unknown (no data config)"
-    return _source_protocol(dataset, folds)
-
-
-def _source_protocol(source: DictConfig, folds: Sequence[int]) -> str:
-    kind = _short_target(source)
-    if kind == "SyntheticEmotions":
-        return "generated (synthetic)"
-    if kind in ("DairEmotion", "TextTable"):
-        return "given split"
-    if kind == "PairedByLabel":
-        image = _source_protocol(source.image, folds)
-        return f"images: {image}; texts: {_source_protocol(source.text, folds)}"
-    if "split" in source:
-        num_folds = source.split.get("num_folds")
-        if num_folds:
-            ran = ", ".join(str(f) for f in sorted(set(folds)))
-            protocol = f"{num_folds} folds by subject (folds run: {ran})"
-        else:
-            protocol = "subject-grouped"
-        if kind == "Manifest":
-            protocol += ", unless the manifest gives splits"
-        return protocol
-    return f"as {kind or 'its source'} gives it"
+    return source_split_protocol(OmegaConf.to_container(data, resolve=False), folds)
 
 
 DESCRIPTOR_COLUMNS = ("model", "backbone", "fusion", "finetune", "data")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from emoclip.checkpoint_io import load_checkpoint_file
 from emoclip.errors import ConfigError
@@ -46,8 +47,24 @@ def study_config(
     """The checkpoint's study config, checked by the guard, then the user's overrides on top."""
     check_untrusted(checkpoint["hyper_parameters"], str(path), trust)
     cfg = OmegaConf.create(checkpoint["hyper_parameters"])
-    cfg.merge_with_dotlist(list(overrides))
+    # A key the study does not have would be added and then read by nothing (an old name
+    # such as data.image_root): refused, so an override always takes effect.
+    OmegaConf.set_struct(cfg, True)
+    try:
+        cfg.merge_with_dotlist(list(overrides))
+    except OmegaConfBaseException as err:
+        raise ConfigError(
+            f"study_overrides: {str(err).splitlines()[0]}; the checkpoint's study has no such "
+            "key (its data location is data.root)"
+        ) from None
+    OmegaConf.set_struct(cfg, False)
     return cfg
+
+
+def here(cfg: DictConfig) -> list[str]:
+    """Overrides that point a checkpoint's study at this machine's data folder
+    (paths.data_dir), where a data set with no data.root of its own is found."""
+    return [f"data.data_dir={cfg.paths.data_dir}"]
 
 
 def restore_study(
@@ -67,16 +84,27 @@ def restore_for_prediction(path: str | Path, trust: Trust = GUARD_ONLY) -> tuple
     that predicting needs neither the training data nor its folders."""
     checkpoint = load_checkpoint(path)
     cfg = study_config(checkpoint, path, trust=trust)
-    datamodule = instantiate(cfg.data, dataset=None)
+    label_space = saved_label_space(checkpoint)
+    datamodule = instantiate(
+        cfg.data, dataset=None, classes=label_space["classes"], label_space=label_space["name"]
+    )
     tokenizer = None
     if "text" in datamodule.modalities:
         if cfg.model.get("tokenizer") is None:
             raise ConfigError(f"{path}: the study uses text but its model.tokenizer is not set")
         tokenizer = restore_tokenizer(cfg.model.tokenizer, checkpoint["emoclip"].get("tokenizer"))
     datamodule.tokenizer = tokenizer
-    module = build_module(cfg, datamodule.classes, tokenizer)
+    module = build_module(cfg, datamodule.classes, tokenizer, label_space)
     load_weights(module, checkpoint, path)
     return Study(datamodule, module.eval()), cfg
+
+
+def saved_label_space(checkpoint: dict) -> dict:
+    """The label space a checkpoint's classes are in (emotion for checkpoints older than
+    label spaces)."""
+    state = checkpoint["emoclip"]
+    saved = state.get("label_space") or {"name": "emotion"}
+    return {**saved, "classes": list(state.get("classes") or ())}
 
 
 def load_weights(module: EmotionClassifier, checkpoint: dict, path: str | Path) -> None:

@@ -21,6 +21,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from emoclip.data.sources.base import location_keys
 from emoclip.errors import ConfigError
 from emoclip.restore import load_checkpoint
 from emoclip.run_folder import (
@@ -35,8 +36,9 @@ from emoclip.trust import GUARD_ONLY, Trust, check_untrusted
 log = logging.getLogger(__name__)
 
 STUDY_KEYS = ("data", "model", "seed", "monitor", "monitor_mode")
-# Where the data lives and how fast it loads may change between launches; the study may not.
-NOT_STUDY = {"image_root", "text_root", "root", "num_workers", "pin_memory"}
+# Where the data lives (the keys its sources name: emoclip.data.sources.base.location_keys)
+# and how fast it loads may change between launches; the study may not.
+LOADING_KEYS = {"num_workers", "pin_memory"}
 # A run folder's checkpoints that hold a whole training state, to continue from.
 RESUMABLE = ("last.ckpt", "interrupted.ckpt", "best.ckpt")
 
@@ -128,12 +130,13 @@ def check_same_study(
         loaded = load_checkpoint(checkpoint)
     stored = loaded["hyper_parameters"]
     check_untrusted(stored, str(checkpoint), trust)
+    not_study = location_keys(stored.get("data")) | location_keys(cfg.get("data"))
     differences = []
     for key in STUDY_KEYS:
         now = cfg.get(key)
         if OmegaConf.is_config(now):
             now = OmegaConf.to_container(now, resolve=True)
-        differences += _differences(stored.get(key), now, key)
+        differences += _differences(stored.get(key), now, key, not_study)
     if differences:
         run_dir = checkpoint.parent.parent
         raise ConfigError(
@@ -144,12 +147,12 @@ def check_same_study(
     return loaded
 
 
-def _differences(stored, now, key: str) -> list[str]:
-    if key.rsplit(".", 1)[-1] in NOT_STUDY:
+def _differences(stored, now, key: str, not_study: set[str]) -> list[str]:
+    if key in not_study or key.rsplit(".", 1)[-1] in LOADING_KEYS:
         return []
     if isinstance(stored, dict) and isinstance(now, dict):
         found = []
         for k in sorted(stored.keys() | now.keys()):
-            found += _differences(stored.get(k), now.get(k), f"{key}.{k}")
+            found += _differences(stored.get(k), now.get(k), f"{key}.{k}", not_study)
         return found
     return [] if stored == now else [f"{key}: {stored!r} in the checkpoint, {now!r} now"]

@@ -91,7 +91,13 @@ def build_study(cfg: DictConfig, saved_tokenizer: str | None = None) -> Study:
     datamodule.load_records()
     tokenizer = build_tokenizer(cfg.model.get("tokenizer"), datamodule, saved_tokenizer)
     datamodule.tokenizer = tokenizer
-    module = build_module(cfg, datamodule.classes, tokenizer)
+    module = build_module(
+        cfg,
+        datamodule.classes,
+        tokenizer,
+        datamodule.label_space.describe(),
+        class_weights=datamodule.class_weights(cfg.model.get("class_weights")),
+    )
     return Study(datamodule, module, required_callbacks(cfg, module.network, datamodule))
 
 
@@ -110,8 +116,15 @@ def required_callbacks(
     return [FeatureCache(cfg.paths.cache_dir)]
 
 
-def build_module(cfg: DictConfig, classes: tuple[str, ...], tokenizer) -> EmotionClassifier:
-    """The study's LightningModule around its network, for these classes and this tokenizer."""
+def build_module(
+    cfg: DictConfig,
+    classes: tuple[str, ...],
+    tokenizer,
+    label_space: dict | None = None,
+    class_weights: list[float] | None = None,
+) -> EmotionClassifier:
+    """The study's LightningModule around its network, for these classes (in `label_space`,
+    recorded in its checkpoints beside them) and this tokenizer."""
     task = TaskSpec(
         classes=classes,
         vocab_size=len(tokenizer) if tokenizer is not None else 0,
@@ -130,9 +143,11 @@ def build_module(cfg: DictConfig, classes: tuple[str, ...], tokenizer) -> Emotio
         scheduler=instantiate(cfg.model.scheduler) if cfg.model.get("scheduler") else None,
         backbone_lr=cfg.model.get("backbone_lr"),
         label_smoothing=cfg.model.get("label_smoothing", 0.0),
+        class_weights=class_weights,
         hparams=OmegaConf.to_container(cfg, resolve=True),
         extra_checkpoint_state={
-            "tokenizer": tokenizer_to_json(tokenizer) if trained_tokenizer else None
+            "tokenizer": tokenizer_to_json(tokenizer) if trained_tokenizer else None,
+            "label_space": label_space,
         },
     )
 

@@ -85,7 +85,7 @@ PARTIAL_TARGETS = OPTIMIZERS | SCHEDULERS  # besides emoclip's classes
 # Packages whose public functions may be named: they build studies and write no files.
 FUNCTION_PACKAGES = ("emoclip.data.", "emoclip.models.")
 SAFE_RESOLVERS = frozenset({"hydra", "now", "oc.select", "oc.env"})
-ENV_VARIABLES = frozenset({"WANDB_MODE"})  # the only variables oc.env may read
+ENV_VARIABLES = frozenset({"WANDB_MODE", "EMOCLIP_DATA_DIR"})  # the only variables oc.env may read
 PLAIN = (str, int, float, bool, type(None))
 SPECIAL_KEYS = ("_target_", "_args_", "_partial_", "_recursive_", "_convert_")
 

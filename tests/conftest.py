@@ -62,7 +62,7 @@ def save_tiny_clip(folder: Path, image_size: int = 32):
     """A tiny random CLIP and its word-level tokenizer, saved as a hub model would be."""
     from transformers import CLIPModel
 
-    from emoclip.data.synthetic import SyntheticEmotions
+    from emoclip.data.sources.synthetic import SyntheticEmotions
     from emoclip.data.tokenizer import train_word_tokenizer
     from emoclip.models.clip_backbone import tiny_clip_config
     from emoclip.models.task import TaskSpec

@@ -1,5 +1,7 @@
 """Every config in conf/ composes, and every value resolves."""
 
+import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -88,7 +90,7 @@ def test_unknown_key_or_option_fails_at_composition_with_hydras_message(
     ("overrides", "message"),
     [
         (
-            ["data=ckplus", "data.image_root=/no/such/folder", "data.num_folds=5", "data.fold=5"],
+            ["data=ckplus", "data.root=/no/such/folder", "data.num_folds=5", "data.fold=5"],
             r"data.fold=5 is out of range for data.num_folds=5; expected 0..4",
         ),
         (["data.classes=[anger,grumpy]"], r"unknown emotion label 'grumpy' in data.classes"),
@@ -96,10 +98,18 @@ def test_unknown_key_or_option_fails_at_composition_with_hydras_message(
             [
                 "model=text_lstm",
                 "data=dair_emotion",
-                "data.text_root=/no/such/folder",
+                "data.root=/no/such/folder",
                 "data.classes=[anger,grumpy]",
             ],
-            r"unknown emotion label 'grumpy' in data.classes\. Known labels: anger",
+            r"unknown emotion label 'grumpy' in data.classes\. The emotion label space knows: anger",
+        ),
+        (
+            ["model=text_lstm", "data=text_table", "data.label_space=sentiment"],
+            r"data.root is not set: point it at a csv, tsv, jsonl or parquet table",
+        ),
+        (
+            ["data=synthetic", "data.root=/some/folder"],
+            r"data=synthetic reads no files, so data.root=/some/folder does not apply",
         ),
     ],
 )
@@ -122,3 +132,79 @@ def test_precision_auto_picks_bf16_only_where_the_gpu_has_it(monkeypatch):
     assert resolve_precision("auto", "gpu") == "bf16-mixed"
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation: False)
     assert resolve_precision("auto", "gpu") == "16-mixed"
+
+
+def test_every_data_key_an_error_message_names_exists():
+    """Messages in emoclip's data code that tell the user to set data.<key> name keys that the
+    data configs have (an old message suggested data.val_fraction when there was none)."""
+    from emoclip.study import config_dir as conf
+
+    named = set()
+    for path in Path(conf()).parent.joinpath("emoclip").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                named |= set(re.findall(r"(?<![\w.])data\.[a-z_]+(?:\.[a-z_]+)*", node.value))
+    named = {key for key in named if not key.startswith("data.sources.")}  # module names
+    available = set()
+    for option in GROUPS["data"]:
+        if option == "default":
+            continue
+        with initialize_config_dir(str(CONF), version_base="1.3"):
+            cfg = compose("train", overrides=[f"data={option}", "paths.output_dir=/tmp/x"])
+        flat = OmegaConf.to_container(cfg.data, resolve=False)
+
+        def keys(node, prefix="data"):
+            yield prefix
+            if isinstance(node, dict):
+                for key, value in node.items():
+                    yield from keys(value, f"{prefix}.{key}")
+
+        available |= set(keys(flat))
+    missing = sorted(key for key in named if key not in available)
+    assert not missing, f"messages name data keys no config has: {missing}"
+
+
+@pytest.mark.parametrize("option", [n for n in GROUPS["data"] if n != "default"])
+def test_every_data_config_key_is_a_parameter_of_what_reads_it(option, tmp_path):
+    """No key a config sets is unknown to its class (a manifest key once stopped the run with
+    a TypeError), and none is there only to be ignored."""
+    import inspect
+
+    from hydra.utils import get_class
+
+    cfg = compose_train([f"data={option}"], tmp_path)
+
+    def check(node, where):
+        if not isinstance(node, dict):
+            return
+        if "_target_" in node:
+            params = inspect.signature(get_class(node["_target_"]).__init__).parameters
+            unknown = sorted(set(node) - set(params) - {"_target_"})
+            assert not unknown, f"{where}: {node['_target_']} takes no {unknown}"
+        for key, value in node.items():
+            check(value, f"{where}.{key}")
+
+    check(OmegaConf.to_container(cfg.data, resolve=False), "data")
+
+
+def test_the_data_folder_is_set_once_by_env_or_a_local_config(tmp_path, monkeypatch):
+    import shutil
+
+    conf = tmp_path / "conf"  # the shipped configs, without this checkout's own conf/local
+    shutil.copytree(CONF, conf, ignore=shutil.ignore_patterns("local"))
+
+    def data_dir(*overrides):
+        with initialize_config_dir(str(conf), version_base="1.3"):
+            cfg = compose("train", overrides=[*overrides, "paths.output_dir=/tmp/x"])
+        assert cfg.data.data_dir == cfg.paths.data_dir
+        return cfg.paths.data_dir
+
+    monkeypatch.delenv("EMOCLIP_DATA_DIR", raising=False)
+    assert data_dir("data=mvsa_single") == "data"
+    monkeypatch.setenv("EMOCLIP_DATA_DIR", "/srv/datasets")
+    assert data_dir("data=mvsa_single") == "/srv/datasets"
+    (conf / "local").mkdir()
+    (conf / "local" / "default.yaml").write_text(
+        "# @package _global_\npaths:\n  data_dir: /home/me/data\n"
+    )
+    assert data_dir("data=ckplus") == "/home/me/data"

@@ -8,7 +8,8 @@ import torch
 from emoclip.data.datamodule import EmotionDataModule
 from emoclip.data.images import augment
 from emoclip.data.records import Record
-from emoclip.data.synthetic import SyntheticEmotions
+from emoclip.data.sources.base import Source
+from emoclip.data.sources.synthetic import SyntheticEmotions
 from emoclip.data.tokenizer import train_word_tokenizer
 from emoclip.errors import ConfigError, DataError
 
@@ -98,7 +99,7 @@ def test_classes_outside_the_study_are_dropped():
 
 def test_unknown_class_names_the_known_ones():
     dataset = SyntheticEmotions(classes=CLASSES, train_size=30, val_size=9, test_size=9)
-    with pytest.raises(DataError, match="unknown emotion label 'grumpy'.*happiness"):
+    with pytest.raises(ConfigError, match="unknown emotion label 'grumpy'.*happiness"):
         EmotionDataModule(dataset, ["anger", "grumpy"], modalities=["text"])
 
 
@@ -131,10 +132,17 @@ def test_batch_size_larger_than_the_training_set_is_one_smaller_batch(caplog):
     assert [len(b["labels"]) for b in batches] == [30]
 
 
-class LongTexts:
+class LongTexts(Source):
     """Texts of 3 words, and one of 400 words in each split."""
 
-    def splits(self) -> dict[str, list[Record]]:
+    modalities = ("text",)
+    location = ""
+    gives_splits = True
+
+    def __init__(self):
+        super().__init__("long")
+
+    def read(self, root, decoder) -> dict[str, list[Record]]:
         def records(split):
             short = [
                 Record(f"{split}{i}", label, text=f"short {label} text")

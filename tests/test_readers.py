@@ -1,4 +1,7 @@
-"""Readers on small files written here in each real format."""
+"""Each source's reader on small files written here in its real format.
+
+The helpers below read through a source's `read` and map the files' labels in the emotion
+label space, as a study does."""
 
 from __future__ import annotations
 
@@ -17,18 +20,57 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from emoclip.data.labels import CANONICAL
-from emoclip.data.readers import (
-    read_ckplus,
-    read_dair_emotion,
-    read_fer2013,
-    read_image_folders,
-    read_manifest,
-    read_table,
-    read_text_label_file,
-)
+from emoclip.data import sources
+from emoclip.data.labels import CANONICAL, LabelSpace
+from emoclip.data.readers import TextDecoder, absolute
 from emoclip.data.records import Record
+from emoclip.data.sources.ckplus import CkPlus
+from emoclip.data.sources.dair_emotion import DairEmotion
+from emoclip.data.sources.fer2013 import Fer2013
+from emoclip.data.sources.image_folders import ImageFolders
+from emoclip.data.sources.manifest import Manifest
+from emoclip.data.sources.text_table import TextTable
 from emoclip.errors import ConfigError, DataError, EmoclipError
+
+EMOTION = LabelSpace("emotion")
+
+
+def labelled(result):
+    """The records with their labels mapped in the emotion label space."""
+    if isinstance(result, dict):
+        return {split: labelled(records) for split, records in result.items()}
+    return sources.base.Source._relabel(result, EMOTION)
+
+
+def read_ckplus(root, peak_frames=3, include_neutral=False):
+    source = CkPlus(peak_frames=peak_frames, include_neutral=include_neutral)
+    return labelled(source.read(absolute(root), TextDecoder()))
+
+
+def read_image_folders(root):
+    return labelled(ImageFolders().read(absolute(root), TextDecoder()))
+
+
+def read_text_label_file(path, sep=";"):
+    return labelled(sources.dair_emotion.read_text_label_file(path, TextDecoder(), sep))
+
+
+def read_fer2013(path):
+    return labelled(Fer2013().read(absolute(path), TextDecoder()))
+
+
+def read_dair_emotion(root):
+    return labelled(DairEmotion().read(absolute(root), TextDecoder()))
+
+
+def read_table(path, text_column="text", label_column="label", label_names=None):
+    table = TextTable(text_column=text_column, label_column=label_column, label_names=label_names)
+    return labelled([r for _, r in table.read_table(absolute(path), TextDecoder())])
+
+
+def read_manifest(path, allow_absolute=False):
+    source = Manifest(allow_absolute=allow_absolute)
+    return labelled(source.read(absolute(path), TextDecoder()))
 
 
 def png(path: Path, value: int = 128) -> Path:
@@ -160,7 +202,7 @@ def test_ckplus_missing_or_empty_root_explains_layouts(tmp_path: Path, make: str
         "ROOT/anger/S010_004_00000017.png",
         "licensed",
         "request it from the dataset's authors (Lucey et al., 2010)",
-        "data.image_root=PATH",
+        "data.root=PATH",
     ):
         assert needle in message
 
@@ -211,16 +253,34 @@ def test_ckplus_peak_frames_must_be_positive(tmp_path: Path) -> None:
         read_ckplus(ckplus48(tmp_path), peak_frames=0)
 
 
-def test_image_folders_other_names_are_their_own_group(tmp_path: Path) -> None:
+def test_image_folders_without_a_pattern_have_no_groups(tmp_path: Path) -> None:
     png(tmp_path / "sad" / "0001.jpg")
     png(tmp_path / "angry" / "0001.bmp")
     png(tmp_path / "angry" / "x.TIFF")
     records = read_image_folders(tmp_path)
     assert {(r.id, r.label, r.group) for r in records} == {
-        ("sad/0001.jpg", "sadness", "sad/0001.jpg"),
-        ("angry/0001.bmp", "anger", "angry/0001.bmp"),
-        ("angry/x.TIFF", "anger", "angry/x.TIFF"),
+        ("sad/0001.jpg", "sadness", None),
+        ("angry/0001.bmp", "anger", None),
+        ("angry/x.TIFF", "anger", None),
     }
+
+
+def test_image_folders_group_pattern_names_the_subject(tmp_path: Path) -> None:
+    png(tmp_path / "sad" / "anna-1.jpg")
+    png(tmp_path / "angry" / "anna-2.png")
+    png(tmp_path / "angry" / "ben-1.png")
+    source = ImageFolders(group_pattern=r"^([a-z]+)-")
+    records = source.read(tmp_path, TextDecoder())
+    assert {r.id: r.group for r in records} == {
+        "sad/anna-1.jpg": "anna",
+        "angry/anna-2.png": "anna",
+        "angry/ben-1.png": "ben",
+    }
+    png(tmp_path / "angry" / "nobody.png")
+    with pytest.raises(DataError, match=r"nobody.png: its name does not match .*group_pattern"):
+        source.read(tmp_path, TextDecoder())
+    with pytest.raises(ConfigError, match="group_pattern='\\(' is not a regular expression"):
+        ImageFolders(group_pattern="(")
 
 
 def test_image_folders_unknown_label_names_folder_and_known_labels(tmp_path: Path) -> None:
@@ -229,11 +289,11 @@ def test_image_folders_unknown_label_names_folder_and_known_labels(tmp_path: Pat
         read_image_folders(tmp_path)
     message = str(error.value)
     assert "'bored'" in message and str(tmp_path / "bored") in message
-    assert "Known labels" in message and "happiness" in message
+    assert "The emotion label space knows" in message and "happiness" in message
 
 
 def test_image_folders_missing_root(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="does not exist.*data.image_root=PATH"):
+    with pytest.raises(DataError, match="does not exist.*data.root=PATH"):
         read_image_folders(tmp_path / "nope")
 
 
@@ -277,7 +337,7 @@ def test_text_label_file_unknown_label(tmp_path: Path) -> None:
     path = write(tmp_path / "t.txt", "fine;joy\nhmm;bored\n")
     with pytest.raises(DataError, match="unknown emotion label 'bored'") as error:
         read_text_label_file(path)
-    assert f"{path}:2" in str(error.value) and "Known labels" in str(error.value)
+    assert f"{path}:2" in str(error.value) and "label space knows" in str(error.value)
 
 
 def test_text_label_file_not_utf8_names_line(tmp_path: Path) -> None:
@@ -293,6 +353,58 @@ def test_text_label_file_other_separator_and_missing_file(tmp_path: Path) -> Non
     assert read_text_label_file(path, sep="\t")[0].text == "a;b"
     with pytest.raises(DataError, match="does not exist"):
         read_text_label_file(tmp_path / "missing.txt")
+
+
+# ---------------------------------------------------------------- text encodings
+
+TWEET = "\u201cso good\u201d \u2026 caf\u00e9 \u4e2d\u6587"  # curly quotes, ellipsis, accents, CJK
+
+
+def test_utf8_is_the_default_and_a_byte_order_mark_is_allowed(tmp_path: Path) -> None:
+    path = tmp_path / "a.txt"
+    path.write_bytes(b"\xef\xbb\xbf" + TWEET.encode("utf-8"))
+    decoder = TextDecoder()
+    assert decoder.read(path) == TWEET and decoder.summary() is None
+
+
+def test_a_file_in_another_encoding_names_the_line_and_the_options(tmp_path: Path) -> None:
+    path = tmp_path / "a.txt"
+    path.write_bytes(b"fine\n" + TWEET.encode("gb18030"))
+    with pytest.raises(DataError) as error:
+        TextDecoder().read(path)
+    message = str(error.value)
+    assert f"{path}:2: expected utf-8 text" in message
+    assert "data.encoding=..." in message and "data.encoding=auto" in message
+
+
+def test_one_named_encoding_for_every_file(tmp_path: Path) -> None:
+    path = tmp_path / "a.txt"
+    path.write_bytes(TWEET.encode("gb18030"))
+    assert TextDecoder("gb18030").read(path) == TWEET
+    with pytest.raises(ConfigError, match="data.encoding='klingon' is not an encoding"):
+        TextDecoder("klingon")
+
+
+def test_auto_detects_the_encoding_of_a_mixed_set_and_counts_every_fallback(
+    tmp_path: Path,
+) -> None:
+    texts = [
+        f"RT @user{i}: \u201c\u6211\u4eec\u4eca\u5929\u5f88\u5f00\u5fc3\u201d \u2026 #day{i} "
+        "\u8fd9\u662f\u4e00\u4e2a\u6d4b\u8bd5 \u2014 ok"
+        for i in range(12)
+    ]
+    paths = []
+    for i, text in enumerate(texts):
+        path = tmp_path / f"{i}.txt"
+        path.write_bytes(text.encode("gb18030" if i % 3 == 0 else "utf-8"))
+        paths.append(path)
+    decoder = TextDecoder("auto")
+    assert decoder.read_many(paths) == texts
+    assert decoder.fallbacks == {"gb18030": 4}
+    assert decoder.summary() == (
+        "4 of 12 text files are not UTF-8 and were decoded as gb18030 (4) "
+        "(data.encoding=auto, detected by charset-normalizer)"
+    )
 
 
 # ---------------------------------------------------------------- FER2013
@@ -389,7 +501,7 @@ def test_dair_missing_folder_explains(tmp_path: Path) -> None:
     message = str(error.value)
     for needle in (
         "train.txt",
-        "data.text_root=PATH",
+        "data.root=PATH",
         'load_dataset("dair-ai/emotion")',
         "to_parquet",
     ):
@@ -425,7 +537,7 @@ def test_table_named_columns_and_label_names(tmp_path: Path) -> None:
     ]
     mapped = read_table(path, "sentence", "y", label_names={0: "fear", 1: "surprise"})
     assert [r.label for r in mapped] == ["surprise", "fear"]
-    with pytest.raises(DataError, match="no label_names"):
+    with pytest.raises(DataError, match="no names for integer labels"):
         read_table(path, "sentence", "y")
 
 
@@ -537,7 +649,7 @@ def test_manifest_missing_image_names_line_and_path(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "expected"),
     [
-        ("text,label,split\nhi,joy,holdout\n", "expected split"),
+        ("text,label,split\nhi,joy,holdout\n", "expected column .split. to be one of"),
         ("text,label\nhi,joy\nhi,\n", "expected a label"),
         ("name,label\nhi,joy\n", "expected a column 'image' and/or 'text'"),
         ("text,label\n", "no rows"),
@@ -688,3 +800,21 @@ def test_shared_datasets_counts() -> None:
         "test": 2000,
     }
     assert dair["train"][0].label == "sadness" and dair["train"][0].text.strip()
+
+
+@pytest.mark.shared_data
+def test_shared_mvsa_single_as_its_readme_describes_it() -> None:
+    from emoclip.data.duplicates import join_duplicates
+    from emoclip.data.sources.mvsa_single import MvsaSingle
+
+    if not (SHARED / "mvsa_single").is_dir():
+        pytest.skip(f"no MVSA-Single at {SHARED} (set EMOCLIP_SHARED_DATASETS)")
+    decoder = TextDecoder("auto")
+    records = MvsaSingle().read(absolute(SHARED / "mvsa_single"), decoder)
+    assert Counter(r.label for r in records) == {"positive": 2388, "negative": 1193, "neutral": 419}
+    assert decoder.fallbacks == {"gb18030": 943}
+    _, counts = join_duplicates(records)
+    assert counts["identical_images"]["groups"] == 31
+    assert counts["identical_images"]["with_conflicting_labels"] == 6
+    assert counts["identical_texts"]["groups"] == 122
+    assert counts["identical_texts"]["with_conflicting_labels"] == 34

@@ -38,11 +38,11 @@ def paired_study(tmp_path):
     (the EpochSampler), augmentation and dropout all draw random numbers."""
     return [
         "experiment=paper_tiny",
-        f"data.image_root={write_ckplus48(tmp_path / 'ck', subjects=6)}",
-        f"data.text_root={write_dair(tmp_path / 'dair')}",
+        f"data.root.image={write_ckplus48(tmp_path / 'ck', subjects=6)}",
+        f"data.root.text={write_dair(tmp_path / 'dair')}",
         "data.classes=[anger,happiness,sadness,surprise]",
-        "data.dataset.image.split.test_fraction=0.25",
-        "data.dataset.image.split.val_fraction=0.25",
+        "data.test_fraction=0.25",
+        "data.val_fraction=0.25",
         "data.batch_size=8",
         "model.backbone.image_size=32",
         "model.network.dropout=0.3",
@@ -155,3 +155,15 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
     cfg = compose_train([f"ckpt_path={tmp_path}/nope.ckpt"], tmp_path / "run")
     with pytest.raises(ConfigError, match="nope.ckpt"):
         plan_resume(cfg)
+
+
+def test_moved_data_is_the_same_study_other_classes_are_not(tmp_path):
+    """The location keys a data config's sources declare (data.root, paths.data_dir) may change
+    between launches; what the data is may not."""
+    study = ["data=ckplus_dair", "ckpt_path=last"]
+    fake_checkpoint(tmp_path, compose_train([*study, "data.root.image=/old/ck"], tmp_path))
+    moved = [*study, "data.root.image=/new/ck", "data.root.text=/new/dair", "data.data_dir=/d"]
+    assert plan_resume(compose_train(moved, tmp_path)).checkpoint is not None
+    other = [*study, "data.root.image=/old/ck", "data.classes=[anger,fear]"]
+    with pytest.raises(ConfigError, match=r"data\.classes: \['anger'"):
+        plan_resume(compose_train(other, tmp_path))

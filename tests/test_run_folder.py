@@ -281,7 +281,7 @@ def test_a_command_that_fails_before_training_leaves_no_folder(tmp_path):
         "emoclip.train",
         "model=image_cnn",
         "data=ckplus",
-        f"data.image_root={tmp_path / 'no_such_folder'}",
+        f"data.root={tmp_path / 'no_such_folder'}",
         f"paths.output_root={tmp_path / 'outputs'}",
     )
     assert result.returncode != 0 and "Traceback" not in result.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 
+import numpy as np
 import pytest
 
 from emoclip.data.labels import LabelSpace
@@ -126,7 +127,7 @@ def test_check_splits_missing_class_names_split_and_class() -> None:
         "test": [Record(id="c", label="anger", group="g3")],
     }
     with pytest.raises(DataError) as error:
-        check_splits(splits, LabelSpace(["anger", "surprise"]))
+        check_splits(splits, LabelSpace("emotion", ["anger", "surprise"]))
     message = str(error.value)
     assert "split 'val' has no examples of class 'anger'" in message
     assert "split 'test' has no examples of class 'surprise'" in message
@@ -149,3 +150,28 @@ def test_check_splits_group_in_two_splits() -> None:
 def test_split_ids_keeps_order() -> None:
     splits = {"train": [Record(id="b", label="anger"), Record(id="a", label="anger")], "val": []}
     assert split_ids(splits) == {"train": ["b", "a"], "val": []}
+
+
+def test_duplicates_join_subjects_and_are_counted() -> None:
+    from emoclip.data.duplicates import join_duplicates
+
+    records = [
+        Record("a", "anger", text="So  ANGRY today", group="S1"),
+        Record("b", "anger", text="so angry today", group="S2"),  # the same text: ties S1 and S2
+        Record("c", "fear", text="other", group="S2"),
+        Record("d", "fear", text="alone"),
+        Record("e", "anger", text="again", image=np.zeros((2, 2), dtype=np.uint8)),
+        Record("f", "fear", text="and again", image=np.zeros((2, 2), dtype=np.uint8)),
+    ]
+    joined, counts = join_duplicates(records)
+    assert [r.group for r in joined] == [
+        "S1+S2",
+        "S1+S2",
+        "S1+S2",
+        None,
+        "duplicates:e",
+        "duplicates:e",
+    ]
+    assert counts["identical_texts"] == {"groups": 1, "records": 2, "with_conflicting_labels": 0}
+    assert counts["identical_images"] == {"groups": 1, "records": 2, "with_conflicting_labels": 1}
+    assert counts["joined_groups"] == 2

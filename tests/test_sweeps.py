@@ -79,7 +79,7 @@ def test_cross_validation_multirun_covers_each_subject_once(tmp_path):
         "-m",
         "model=image_cnn",
         "data=ckplus",
-        f"data.image_root={ck}",
+        f"data.root={ck}",
         "data.classes=[anger,happiness,sadness,surprise]",
         "data.num_folds=3",
         "data.fold=range(3)",

@@ -4,11 +4,11 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from emoclip.data.sources.synthetic import SyntheticEmotions
 from emoclip.data.synthetic import (
     _LEXICON,
     DEFAULT_CLASSES,
     SUPPORTED_CLASSES,
-    SyntheticEmotions,
     noisy_texts,
     write_text,
 )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import lightning as L
@@ -22,12 +22,18 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from emoclip.data.images import augment, load_pixels, normalization_stats, normalize
 from emoclip.data.labels import LabelSpace
 from emoclip.data.records import SPLITS, Record
-from emoclip.data.splits import check_splits, split_ids
+from emoclip.data.sources.base import MODALITIES, Source
+from emoclip.data.splits import (
+    GIVEN_SPLITS_HINT,
+    SPLIT_SETTINGS_HINT,
+    GroupedSplit,
+    check_splits,
+    split_ids,
+)
 from emoclip.data.tokenizer import encode_texts
 from emoclip.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
-MODALITIES = ("text", "image")
 # The batch keys that carry each modality, in every form a batch can take.
 MODALITY_KEYS = {
     "text": ("input_ids", "attention_mask", "text_features"),
@@ -81,6 +87,23 @@ class FeatureSplit(EncodedSplit):
     image_key, text_key = "image_features", "text_features"
 
 
+def _in_model_classes(data_space: LabelSpace, model: Mapping, name: str) -> LabelSpace:
+    """The data's label space, keeping the model's classes in the model's order."""
+    if data_space.name != model["name"]:
+        raise ConfigError(
+            f"the model predicts {model['name']} classes ({', '.join(model['classes'])}), but "
+            f"data={name} is labelled in the {data_space.name} label space: labels can only be "
+            f"matched by name within one label space (data.label_space={model['name']}, with "
+            "data.label_map for other names)"
+        )
+    vocabulary = list(data_space.vocabulary.names)
+    if data_space.name == "custom":  # its names are its classes: add the model's
+        vocabulary += [c for c in model["classes"] if c not in vocabulary]
+    space = LabelSpace(data_space.name, vocabulary if data_space.name == "custom" else None)
+    space.label_map = data_space.label_map
+    return space.keep(model["classes"], "the model's classes")
+
+
 class EpochSampler(Sampler):
     """Shuffles by (seed, epoch) and yields (index, epoch). Lightning calls set_epoch."""
 
@@ -121,12 +144,29 @@ class Collate:
 
 
 class EmotionDataModule(L.LightningDataModule):
+    """A study's data: its source (`dataset`, see emoclip/data/sources/base.py), where its files
+    are, its label space and splits, and the preprocessing into the batch contract.
+
+    The preprocessing a model needs is handed in as plain attributes: `tokenizer` (set by the
+    study before setup), `image_size`, and `mean` / `std` (from `normalization`).
+    """
+
     def __init__(
         self,
-        dataset,
-        classes: Sequence[str],
+        dataset: Source | None,
+        classes: Sequence[str] | None = None,
         modalities: Sequence[str] = MODALITIES,
         name: str = "data",
+        root: str | Mapping | None = None,
+        data_dir: str | None = None,
+        label_space: str | None = None,
+        label_map: Mapping[str, str] | None = None,
+        encoding: str | None = None,
+        num_folds: int | None = None,
+        fold: int = 0,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.15,
+        split_seed: int = 0,
         batch_size: int = 32,
         eval_batch_size: int | None = None,
         num_workers: int = 0,
@@ -134,14 +174,9 @@ class EmotionDataModule(L.LightningDataModule):
         image_size: int | None = None,
         normalization: str = "half",
         augment: dict | None = None,
-        image_root: str | None = None,
-        text_root: str | None = None,
-        num_folds: int | None = None,
-        fold: int = 0,
         skip_bad: bool = False,
+        model_label_space: Mapping | None = None,
     ):
-        # image_root, text_root, num_folds and fold are the user-facing data settings that the
-        # `dataset` node reads through interpolation; they arrive here only to be accepted.
         super().__init__()
         unknown = set(modalities) - set(MODALITIES)
         if unknown or not modalities:
@@ -154,9 +189,29 @@ class EmotionDataModule(L.LightningDataModule):
         if batch_size < 1:
             raise ConfigError(f"data.batch_size must be at least 1, got {batch_size}")
         self.dataset = dataset
-        self.label_space = LabelSpace(classes)
-        self.modalities = tuple(modalities)
         self.name = name
+        self.splitter = GroupedSplit(num_folds, fold, val_fraction, test_fraction, split_seed)
+        self.encoding = encoding
+        self.root = None  # where the source reads (a path, or a path per part of a pair)
+        if dataset is not None:
+            missing = [m for m in modalities if m not in dataset.modalities]
+            if missing:
+                raise ConfigError(
+                    f"data={name} has no {' and no '.join(missing)}s, but the study uses "
+                    f"{' and '.join(modalities)} (data.modalities, from the model): choose a "
+                    f"model for {' and '.join(dataset.modalities)}, or data.modalities="
+                    f"[{', '.join(dataset.modalities)}]"
+                )
+            label_space = label_space or dataset.label_space
+            classes = classes or dataset.classes
+            self.root = dataset.locate(root, data_dir)
+        self.label_space = LabelSpace(label_space or "emotion", classes, label_map)
+        # Set by `emoclip-eval ckpt_path=... data=...` (emoclip/cross_dataset.py): the data is
+        # labelled by name in the model's classes; classes the model lacks are dropped.
+        self.cross_dataset = model_label_space is not None
+        if self.cross_dataset:
+            self.label_space = _in_model_classes(self.label_space, model_label_space, name)
+        self.modalities = tuple(modalities)
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = num_workers
@@ -167,28 +222,74 @@ class EmotionDataModule(L.LightningDataModule):
         self.skip_bad = skip_bad
         self.tokenizer = None
         self.records: dict[str, list[Record]] | None = None
+        self.notes: dict = {}  # how the splits came about, for splits.json
         self.encoded: dict[str, EncodedSplit] = {}
 
     @property
     def classes(self) -> tuple[str, ...]:
-        return self.label_space.classes
+        if self.label_space.classes is None:
+            self.load_records()  # the classes found in the data
+        return self.label_space.classes  # type: ignore[return-value]
 
     def load_records(self) -> dict[str, list[Record]]:
         """Read the source once, keep the study's classes, check every split has each class."""
         if self.records is not None:
             return self.records
-        splits = self.dataset.splits()
-        self.records = {}
+        if self.dataset is None:
+            raise RuntimeError("this data module has no source (built for prediction only)")
+        loaded = self.dataset.load(self.root, self.label_space, self.encoding, self.splitter)
+        if self.splitter.num_folds and not loaded.split_here:
+            raise ConfigError(
+                f"data={self.name} gives its own train/val/test, so data.num_folds does not "
+                "apply; remove it"
+            )
+        splits = loaded.splits
+        if self.label_space.classes is None:
+            found = {r.label for records in splits.values() for r in records}
+            self.label_space.keep(self.label_space.order(found), f"the classes of data={self.name}")
+        self.records, dropped = {}, {}
         for split in SPLITS:
             kept = [r for r in splits[split] if r.label in self.label_space]
-            dropped = Counter(r.label for r in splits[split] if r.label not in self.label_space)
-            if dropped:
-                log.info("%s/%s: dropped %s (not in data.classes)", self.name, split, dict(dropped))
+            counts = Counter(r.label for r in splits[split] if r.label not in self.label_space)
+            if counts:
+                dropped[split] = dict(sorted(counts.items()))
+                log.info(
+                    "%s/%s: dropped %s (not in data.classes)", self.name, split, dropped[split]
+                )
             self._check_modalities(kept, split)
             self.records[split] = kept
-        check_splits(self.records, self.label_space)
+        self.notes = {
+            "source": self.name,
+            "label_space": self.label_space.name,
+            "classes": list(self.classes),
+            **loaded.notes,
+            "dropped": dropped,
+        }
+        log.info(
+            "%s: %s, label space %s, classes %s, %s",
+            self.name,
+            self.root,
+            self.label_space.name,
+            ", ".join(self.classes),
+            ", ".join(f"{split} {len(rs)}" for split, rs in self.records.items()),
+        )
+        self._split_hint = SPLIT_SETTINGS_HINT if loaded.split_here else GIVEN_SPLITS_HINT
+        self._check_records()
         self._warn_small_train()
         return self.records
+
+    def _check_records(self) -> None:
+        if not self.cross_dataset:
+            check_splits(self.records, self.label_space, self._split_hint)
+            return
+        # Evaluating a model on other data: only the test split counts, and a class of the
+        # model's that the data lacks is reported, not an error.
+        check_splits({"test": self.records["test"]}, [], self._split_hint)
+        if not self.records["test"]:
+            raise DataError(
+                f"data={self.name}'s test split has no examples of the model's classes "
+                f"({', '.join(self.classes)})"
+            )
 
     def _check_modalities(self, records: list[Record], split: str) -> None:
         for r in records:
@@ -209,16 +310,35 @@ class EmotionDataModule(L.LightningDataModule):
                 size,
             )
 
+    def class_weights(self, setting: str | Sequence[float] | None) -> list[float] | None:
+        """model.class_weights as one weight per class: balanced is n / (classes x count) over
+        the training split, as scikit-learn's class_weight="balanced"."""
+        if setting is None:
+            return None
+        if setting == "balanced":
+            counts = Counter(r.label for r in self.load_records()["train"])
+            total = sum(counts.values())
+            return [total / (len(self.classes) * max(counts[c], 1)) for c in self.classes]
+        if isinstance(setting, str) or len(setting) != len(self.classes):
+            raise ConfigError(
+                f"model.class_weights={setting!r}: expected null, balanced, or one weight per "
+                f"class ({', '.join(self.classes)})"
+            )
+        return [float(w) for w in setting]
+
     def train_texts(self) -> list[str]:
         """The texts training can see: with label pairing, the whole training text pool."""
-        pool = getattr(self.dataset, "train_text_pool", None)
+        records = self.load_records()["train"]
+        pool = self.dataset.train_text_pool()
         if pool is not None:
-            by_class = pool()
+            by_class, _ = pool
             return [r.text for c in self.classes for r in by_class.get(c, [])]
-        return [r.text for r in self.load_records()["train"] if r.text is not None]
+        return [r.text for r in records if r.text is not None]
 
-    def split_ids(self) -> dict[str, list[str]]:
-        return split_ids(self.load_records())
+    def split_ids(self) -> dict:
+        """What splits.json holds: the ids of each split, and under "protocol" how the splits
+        came about (given or grouped, duplicates joined, classes dropped)."""
+        return {**split_ids(self.load_records()), "protocol": self.notes}
 
     def setup(self, stage: str | None = None) -> None:
         if self.encoded:
@@ -235,11 +355,12 @@ class EmotionDataModule(L.LightningDataModule):
             self.encoded[split] = self._encode(records, pixels, f"{self.name}/{split}")
         if skipped:
             log.warning("%s: skipped %d unreadable images (data.skip_bad=true)", self.name, skipped)
-            check_splits(self.records, self.label_space)
-        pool = getattr(self.dataset, "train_text_pool", None)
+            self._check_records()
+        pool = self.dataset.train_text_pool()
         if pool is not None and "text" in self.modalities:
-            self.encoded["train"].text_pool = self._encode_text_pool(pool())
-            self.encoded["train"].seed = getattr(self.dataset, "seed", 0)
+            by_class, seed = pool
+            self.encoded["train"].text_pool = self._encode_text_pool(by_class)
+            self.encoded["train"].seed = seed
 
     def _encode_text_pool(self, pool: dict[str, list[Record]]) -> list[list[torch.Tensor]]:
         return [

@@ -15,10 +15,12 @@ class Record:
     """One example. A reader fills what its format has; a study pairs or drops the rest.
 
     id:     stable and unique within a dataset (written to splits.json).
-    label:  the canonical emotion name (see emoclip.data.labels).
+    label:  the file's own label name as a source reads it ("happy", "pos"); the class name
+            once the study's label space has mapped it (see emoclip.data.labels).
     text:   the text, or None for an image-only record.
     image:  a path to an image file, an in-memory uint8 array (H, W) or (H, W, 3), or None.
-    group:  what must not cross splits (the CK+ subject), or None.
+    group:  what must not cross splits (the CK+ subject), or None; emoclip joins duplicates
+            (identical images or texts) into groups too (emoclip.data.duplicates).
     origin: where it came from, for error messages ("train.txt:12").
     """
 

@@ -2,7 +2,8 @@
 
 Fractions are of the whole record list. Records whose group is None are each their own
 group. Splits depend only on the set of records and the seed, not on the order they come in;
-each split lists its records in id order.
+each split lists its records in id order. The settings are the data config's num_folds, fold,
+val_fraction, test_fraction and split_seed (`GroupedSplit`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,31 @@ from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold, Str
 from emoclip.data.labels import LabelSpace
 from emoclip.data.records import Record, Splits
 from emoclip.errors import ConfigError, DataError
+
+
+class GroupedSplit:
+    """How records without given splits become train/val/test: grouped (record.group),
+    stratified by label; fold `fold` of `num_folds` as the test part when num_folds is set."""
+
+    def __init__(
+        self,
+        num_folds: int | None = None,
+        fold: int = 0,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.15,
+        seed: int = 0,
+    ):
+        if num_folds:
+            check_fold(num_folds, fold)  # before any data is read
+        self.num_folds, self.fold = num_folds, fold
+        self.val_fraction, self.test_fraction, self.seed = val_fraction, test_fraction, seed
+
+    def __call__(self, records: Sequence[Record]) -> Splits:
+        if self.num_folds:
+            return grouped_kfold(
+                records, self.num_folds, self.fold, self.val_fraction, seed=self.seed
+            )
+        return grouped_split(records, self.val_fraction, self.test_fraction, seed=self.seed)
 
 
 def grouped_split(
@@ -83,7 +109,17 @@ def check_fold(num_folds: int, fold: int) -> None:
         )
 
 
-def check_splits(splits: Splits, classes: Sequence[str] | LabelSpace) -> None:
+# What to change when a split lacks a class, for data split by emoclip and for given splits.
+SPLIT_SETTINGS_HINT = (
+    "Use fewer folds (data.num_folds), other split fractions (data.val_fraction, "
+    "data.test_fraction) or drop the class from data.classes"
+)
+GIVEN_SPLITS_HINT = "The data set gives its own splits: drop the class from data.classes"
+
+
+def check_splits(
+    splits: Splits, classes: Sequence[str] | LabelSpace, hint: str = SPLIT_SETTINGS_HINT
+) -> None:
     """Every class in every split, and no group or id in two splits; else a DataError."""
     names = classes.classes if isinstance(classes, LabelSpace) else tuple(classes)
     _check_disjoint(splits)
@@ -98,10 +134,7 @@ def check_splits(splits: Splits, classes: Sequence[str] | LabelSpace) -> None:
         listed = "; ".join(
             f"split {split!r} has no examples of class {name!r}" for split, name in empty
         )
-        raise DataError(
-            f"{listed}. Use fewer folds (data.num_folds), other split fractions "
-            "(data.val_fraction, data.test_fraction) or drop the class from data.classes"
-        )
+        raise DataError(f"{listed}. {hint}")
 
 
 def split_ids(splits: Splits) -> dict[str, list[str]]:

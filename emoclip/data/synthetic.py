@@ -1,4 +1,5 @@
-"""A built-in SYNTHETIC multimodal emotion dataset: drawn cartoon faces and template sentences.
+"""The SYNTHETIC demo set's drawing: cartoon faces and template sentences (the source that
+serves them as a data set is emoclip/data/sources/synthetic.py).
 
 Nothing here is real data. The images are greyscale line drawings of faces that a small program
 draws with PIL, and the texts are sentences filled in from word lists; no photograph of a person
@@ -28,10 +29,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
-
-from emoclip.data.labels import canonical_label
-from emoclip.data.records import SPLITS, Record
-from emoclip.errors import ConfigError, DataError
 
 DEFAULT_CLASSES = ("anger", "contempt", "disgust", "fear", "happiness", "sadness", "surprise")
 
@@ -608,81 +605,3 @@ def draw_face(label: str, rng: np.random.Generator, image_size: int = 64) -> np.
     nose = _draw_nose(head, e, rng)
     _draw_mouth(head, e, rng, nose, sclera, side)
     return _photograph(img, head, background, image_size, rng)
-
-
-# --- The dataset -------------------------------------------------------------------------------
-
-
-class SyntheticEmotions:
-    """A procedurally generated face + sentence dataset (see the module docstring: synthetic)."""
-
-    def __init__(
-        self,
-        classes: Sequence[str] = DEFAULT_CLASSES,
-        train_size: int = 1400,
-        val_size: int = 300,
-        test_size: int = 300,
-        image_size: int = 64,
-        text_noise: float = 0.1,
-        seed: int = 0,
-    ):
-        canonical = []
-        for name in classes:
-            try:
-                label = canonical_label(name, origin="data.classes")
-            except DataError as err:
-                raise ConfigError(
-                    f"the synthetic dataset cannot draw class {name!r}: {err} "
-                    f"It draws: {', '.join(SUPPORTED_CLASSES)}."
-                ) from None
-            if label not in SUPPORTED_CLASSES:
-                raise ConfigError(
-                    f"the synthetic dataset cannot draw class {name!r}; "
-                    f"it draws: {', '.join(SUPPORTED_CLASSES)}."
-                )
-            canonical.append(label)
-        if len(set(canonical)) != len(canonical):
-            raise ConfigError(f"data.classes names a class twice (after synonyms): {canonical}")
-        if len(canonical) < 2:
-            raise ConfigError(f"the synthetic dataset needs at least two classes, got {canonical}")
-        sizes = {"train": train_size, "val": val_size, "test": test_size}
-        for split, n in sizes.items():
-            if int(n) != n or n < 0:
-                raise ConfigError(f"{split}_size must be a whole number >= 0, got {n!r}")
-        if int(image_size) != image_size or image_size < 16:
-            raise ConfigError(f"image_size must be a whole number >= 16, got {image_size!r}")
-        if not 0.0 <= text_noise <= 1.0:
-            raise ConfigError(f"text_noise must lie in [0, 1], got {text_noise!r}")
-        if int(seed) != seed or seed < 0:
-            raise ConfigError(f"seed must be a whole number >= 0, got {seed!r}")
-        self.classes = tuple(canonical)
-        self.sizes = {split: int(n) for split, n in sizes.items()}
-        self.image_size = int(image_size)
-        self.text_noise = float(text_noise)
-        self.seed = int(seed)
-
-    def splits(self) -> dict[str, list[Record]]:
-        return {split: self._split(split, i) for i, split in enumerate(SPLITS)}
-
-    def _split(self, split: str, index: int) -> list[Record]:
-        n = self.sizes[split]
-        # Separate streams for order, faces and texts, so that changing text_noise leaves the
-        # faces as they were.
-        order_rng, face_rng, text_rng = (
-            np.random.default_rng(child)
-            for child in np.random.SeedSequence([self.seed, index]).spawn(3)
-        )
-        k = len(self.classes)
-        labels = [self.classes[i % k] for i in order_rng.permutation(n)]
-        texts = noisy_texts(labels, self.classes, self.text_noise, text_rng)
-        return [
-            Record(
-                id=f"synthetic/{split}/{i:06d}",
-                label=label,
-                text=text,
-                image=draw_face(label, face_rng, self.image_size),
-                group=None,
-                origin=f"synthetic/{split}#{i}",
-            )
-            for i, (label, (text, _)) in enumerate(zip(labels, texts, strict=True))
-        ]

@@ -82,6 +82,7 @@ class EmotionClassifier(L.LightningModule):
         scheduler: Callable | None = None,
         backbone_lr: float | None = None,
         label_smoothing: float = 0.0,
+        class_weights: list[float] | None = None,
         hparams: dict | None = None,
         extra_checkpoint_state: dict | None = None,
     ):
@@ -94,6 +95,9 @@ class EmotionClassifier(L.LightningModule):
         self.scheduler_factory = scheduler
         self.backbone_lr = backbone_lr
         self.loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        if class_weights is not None:  # not saved: a study rebuilds them from its training split
+            weight = torch.tensor(class_weights, dtype=torch.float)
+            self.loss_fn.register_buffer("weight", weight, persistent=False)
         scopes = [*STAGES, *(f"test_{name}" for name in ABLATIONS)]
         # ModuleDict keys can't be "train" (nn.Module.train exists), hence the suffix.
         self.scores = nn.ModuleDict({f"{s}_": Scores(self.classes) for s in scopes})

@@ -1,0 +1,86 @@
+"""Evaluate a trained model on another data set:
+
+    emoclip-eval ckpt_path=PATH data=<source> data.root=FOLDER
+
+The model keeps its own preprocessing (tokenizer, image size, normalisation) and its classes;
+the data's labels are matched to them by name in one label space. Examples of classes the
+model lacks are dropped and counted; the model's classes the data lacks are listed. The test
+split is the one the source's protocol gives (its own, or grouped by emoclip). metrics.json
+records the protocol as "cross-dataset", with what was dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+
+from omegaconf import DictConfig, OmegaConf
+
+from emoclip.restore import load_checkpoint, load_weights, saved_label_space, study_config
+from emoclip.study import Study, build_study, prepare_process
+from emoclip.trust import GUARD_ONLY, Trust
+
+log = logging.getLogger(__name__)
+
+
+def cross_dataset_study(cfg: DictConfig, trust: Trust = GUARD_ONLY) -> tuple[Study, dict]:
+    """The checkpoint's model with the data of `cfg.data`; and what metrics.json records."""
+    checkpoint = load_checkpoint(cfg.ckpt_path)
+    trained = study_config(checkpoint, cfg.ckpt_path, trust=trust)
+    model_space = saved_label_space(checkpoint)
+    study_cfg = OmegaConf.create(
+        {
+            **OmegaConf.to_container(trained, resolve=False),
+            "paths": OmegaConf.to_container(cfg.paths, resolve=False),
+            "data": OmegaConf.to_container(cfg.data, resolve=False),
+        }
+    )
+    # The model's own preprocessing and modalities, whatever the new data config says.
+    for key in ("modalities", "image_size", "normalization"):
+        study_cfg.data[key] = trained.data[key]
+    study_cfg.data.model_label_space = model_space
+    prepare_process(trained.seed)
+    study = build_study(study_cfg, saved_tokenizer=checkpoint["emoclip"].get("tokenizer"))
+    load_weights(study.module, checkpoint, cfg.ckpt_path)
+    return study, describe(study, trained, cfg)
+
+
+def describe(study: Study, trained: DictConfig, cfg: DictConfig) -> dict:
+    datamodule = study.datamodule
+    tested = Counter(r.label for r in datamodule.records["test"])
+    dropped = datamodule.notes["dropped"].get("test", {})
+    absent = [c for c in datamodule.classes if not tested[c]]
+    if dropped:
+        log.warning(
+            "%s: the model has no class for %s test examples (%s): dropped",
+            datamodule.name,
+            sum(dropped.values()),
+            ", ".join(f"{label} {n}" for label, n in dropped.items()),
+        )
+    if absent:
+        log.warning(
+            "%s: the test split has no examples of the model's classes %s (their F1 is 0 if the "
+            "model predicts them)",
+            datamodule.name,
+            ", ".join(absent),
+        )
+    if trained.data.get("name") == datamodule.name:
+        log.warning(
+            "data=%s is the data set the model was trained on (trained at %s): only its test "
+            "split with the training run's split settings is unseen by the model",
+            datamodule.name,
+            trained.data.get("root"),
+        )
+    return {
+        "protocol": "cross-dataset",
+        "cross_dataset": {
+            "checkpoint": str(cfg.ckpt_path),
+            "trained_on": trained.data.get("name"),
+            "evaluated_on": datamodule.name,
+            "root": str(datamodule.root),
+            "label_space": datamodule.label_space.name,
+            "test_examples": sum(tested.values()),
+            "dropped_classes": dropped,
+            "classes_absent_from_data": absent,
+        },
+    }

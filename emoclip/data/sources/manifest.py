@@ -1,0 +1,120 @@
+"""`data=manifest`: a table of examples: image and/or text, label, optional group, split, id.
+
+data.root is the manifest, a csv, tsv or jsonl file. Image paths are relative to its folder and
+may not leave it (no "..", not absolute) unless data.dataset.allow_absolute=true. With a split
+column (train, val / validation / dev, test) its splits are used; without one emoclip splits
+the rows, keeping each `group` (a person, a post) and each set of duplicates in one split.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath, PureWindowsPath
+
+from emoclip.data.readers import TextDecoder, cell_str, table_rows
+from emoclip.data.records import SPLITS, Record, Splits
+from emoclip.data.sources.base import Source
+from emoclip.data.sources.text_table import split_name
+from emoclip.errors import DataError
+
+MANIFEST_EXTENSIONS = (".csv", ".tsv", ".jsonl")
+
+
+class Manifest(Source):
+    """A manifest of (image and/or text, label, group[, split])."""
+
+    modalities = ("text", "image")
+    location = "a manifest: a csv, tsv or jsonl file with columns image and/or text, and label"
+    gives_splits = None
+    groups_by = "its group column"
+    group_hint = "Add a column 'group' with the subject or source of each example"
+
+    def __init__(self, name: str = "manifest", allow_absolute: bool = False):
+        super().__init__(name)
+        self.allow_absolute = allow_absolute
+        self._has_groups = True
+
+    def group_description(self) -> str | None:
+        return self.groups_by if self._has_groups else None
+
+    def read(self, root: Path, decoder: TextDecoder) -> list[Record] | Splits:
+        path = root
+        if path.suffix.lower() not in MANIFEST_EXTENSIONS:
+            raise DataError(f"manifest {path}: expected a .csv, .tsv or .jsonl file")
+        if not path.is_file():
+            raise DataError(f"manifest {path} does not exist; data.root must be {self.location}")
+        rows = list(table_rows(path, ("label",), decoder, what="manifest"))
+        if not rows:
+            raise DataError(f"manifest {path} has no rows; expected one example a row")
+        columns = {name for _, row in rows for name in row}
+        if not columns & {"image", "text"}:
+            raise DataError(
+                f"manifest {path}: expected a column 'image' and/or 'text', found columns "
+                f"{', '.join(sorted(columns))}"
+            )
+        self._has_groups = "group" in columns
+        has_split = "split" in columns
+        records: list[tuple[str | None, Record]] = []
+        seen: dict[str, str] = {}
+        for number, row in rows:
+            where = f"{path}:{number}"
+            image = self._image(cell_str(row, "image", where), path.parent, where)
+            text = cell_str(row, "text", where)
+            if image is None and text is None:
+                raise DataError(f"{where}: expected an image path or a text, found neither")
+            label = cell_str(row, "label", where, allow_int=True)
+            if label is None:
+                raise DataError(f"{where}: expected a label in column 'label', found none")
+            record_id = cell_str(row, "id", where, allow_int=True) or f"{path.name}:{number}"
+            if record_id in seen:
+                raise DataError(f"{where}: id {record_id!r} is also used at {seen[record_id]}")
+            seen[record_id] = where
+            record = Record(
+                id=record_id,
+                label=label,
+                text=text,
+                image=image,
+                group=cell_str(row, "group", where, allow_int=True),
+                origin=where,
+            )
+            records.append((split_name(row, "split", where) if has_split else None, record))
+        if not has_split:
+            return [record for _, record in records]
+        splits: Splits = {name: [] for name in SPLITS}
+        for split, record in records:
+            splits[split].append(record)  # type: ignore[index]
+        return splits
+
+    def _image(self, raw: str | None, folder: Path, where: str) -> Path | None:
+        if raw is None:
+            return None
+        if "\0" in raw:
+            raise DataError(f"{where}: image path {raw!r} contains a NUL character")
+        # Manifests written on Windows use backslashes; treat them as separators everywhere.
+        posix = raw.replace("\\", "/")
+        escapes = (
+            PurePosixPath(posix).is_absolute()
+            or PureWindowsPath(raw).is_absolute()
+            or PureWindowsPath(raw).drive != ""
+            or ".." in PurePosixPath(posix).parts
+        )
+        if escapes and not self.allow_absolute:
+            raise DataError(
+                f"{where}: image path {raw!r} leaves the manifest's folder {folder}; expected a "
+                "path relative to it without '..' (data.dataset.allow_absolute=true allows this)"
+            )
+        file = Path(posix) if Path(posix).is_absolute() else folder / posix
+        try:
+            exists = file.is_file()
+        except (OSError, ValueError):
+            exists = False
+        if not exists:
+            raise DataError(f"{where}: image file {raw!r} not found (looked for {file})")
+        # The path as written stays inside; a symbolic link on the way may still lead outside.
+        resolved = file.resolve()
+        if not self.allow_absolute and not resolved.is_relative_to(folder.resolve()):
+            raise DataError(
+                f"{where}: image path {raw!r} leads to {resolved} through a symbolic link, outside "
+                f"the manifest's folder {folder}; expected a file inside it "
+                "(data.dataset.allow_absolute=true allows this)"
+            )
+        return file
