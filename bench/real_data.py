@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -138,11 +139,13 @@ def fusion_studies(datasets: Path) -> list[Study]:
     ]
 
 
-def run(study: Study, variant: list[str]) -> dict:
+def run(study: Study, variant: list[str], out: Path = OUT, env: dict | None = None) -> dict:
+    """One run through the real entry point (its output in <run folder>.log beside it), or the
+    metrics of the same run finished earlier; `env` adds environment variables."""
     # The folder name carries a hash of the study's overrides, so a changed study reruns.
     digest = hashlib.sha1(" ".join(study.overrides).encode()).hexdigest()[:8]
     name = "_".join(v.replace("=", "").replace(".", "_") for v in variant)
-    run_dir = OUT / study.key / f"{name}_{digest}"
+    run_dir = out / study.key / f"{name}_{digest}"
     metrics_file, seconds_file = run_dir / "metrics.json", run_dir / "bench_seconds.txt"
     if metrics_file.is_file() and seconds_file.is_file():  # finished earlier: reuse
         return {**json.loads(metrics_file.read_text()), "seconds": float(seconds_file.read_text())}
@@ -157,7 +160,16 @@ def run(study: Study, variant: list[str]) -> dict:
     ]
     print("$", " ".join(command[1:]), flush=True)
     started = time.time()
-    subprocess.run(command, check=True, cwd=REPO, stdout=subprocess.DEVNULL)
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(run_dir.with_suffix(".log"), "w") as log:
+        subprocess.run(
+            command,
+            check=True,
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+        )
     seconds = time.time() - started
     seconds_file.write_text(f"{seconds:.1f}\n")
     metrics = json.loads(metrics_file.read_text())

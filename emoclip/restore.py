@@ -14,8 +14,16 @@ from omegaconf import DictConfig, OmegaConf
 
 from emoclip.checkpoint_io import load_checkpoint_file
 from emoclip.errors import ConfigError
+from emoclip.models.legacy import upgrade_checkpoint
 from emoclip.models.module import EmotionClassifier
-from emoclip.study import Study, build_module, build_study, prepare_process, restore_tokenizer
+from emoclip.study import (
+    Study,
+    build_module,
+    build_study,
+    hand_preprocessing,
+    prepare_process,
+    study_tokenizer,
+)
 
 
 def load_checkpoint(path: str | Path) -> dict:
@@ -25,7 +33,7 @@ def load_checkpoint(path: str | Path) -> dict:
     checkpoint = load_checkpoint_file(path)
     if not isinstance(checkpoint, dict) or not {"emoclip", "hyper_parameters"} <= checkpoint.keys():
         raise ConfigError(f"{path} is not an emoclip checkpoint (no study config inside)")
-    return checkpoint
+    return upgrade_checkpoint(checkpoint, path)
 
 
 def study_config(checkpoint: dict, overrides: Sequence[str] = ()) -> DictConfig:
@@ -50,13 +58,13 @@ def restore_for_prediction(path: str | Path) -> tuple[Study, DictConfig]:
     checkpoint = load_checkpoint(path)
     cfg = study_config(checkpoint)
     datamodule = instantiate(cfg.data, dataset=None)
-    tokenizer = None
-    if "text" in datamodule.modalities:
-        if cfg.model.get("tokenizer") is None:
-            raise ConfigError(f"{path}: the study uses text but its model.tokenizer is not set")
-        tokenizer = restore_tokenizer(cfg.model.tokenizer, checkpoint["emoclip"].get("tokenizer"))
-    datamodule.tokenizer = tokenizer
+    if "text" in datamodule.modalities and cfg.model.get("tokenizer") is None:
+        raise ConfigError(f"{path}: the study uses text but its model.tokenizer is not set")
+    tokenizer = study_tokenizer(
+        cfg.model, datamodule.modalities, saved=checkpoint["emoclip"].get("tokenizer")
+    )
     module = build_module(cfg, datamodule.classes, tokenizer)
+    hand_preprocessing(datamodule, module.network, tokenizer)
     load_weights(module, checkpoint, path)
     return Study(datamodule, module.eval()), cfg
 

@@ -50,7 +50,7 @@ def train(cfg: DictConfig) -> dict:
     if resume.in_place:
         earlier_rows = tracking.csv_rows_before(trainer.loggers, resume.global_step)
     try:
-        if hasattr(study.module.network, "fit"):  # fitted by its own method, on frozen features
+        if study.module.network.fitted_in_one_pass:  # by its own method, on frozen features
             history, extra = [], fit_on_frozen_features(study, trainer, run_dir)
         else:
             history, extra = fit_by_gradient(study, trainer, resume), {}

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from emoclip.data.images import augment, load_pixels, normalization_stats, normalize
 from emoclip.data.labels import LabelSpace
+from emoclip.data.length_batches import LengthBucketSampler
 from emoclip.data.records import SPLITS, Record
 from emoclip.data.splits import check_splits, split_ids
 from emoclip.data.tokenizer import encode_texts
@@ -132,13 +133,14 @@ class EmotionDataModule(L.LightningDataModule):
         num_workers: int = 0,
         pin_memory: bool | None = None,
         image_size: int | None = None,
-        normalization: str = "half",
+        normalization: str | None = "half",
         augment: dict | None = None,
         image_root: str | None = None,
         text_root: str | None = None,
         num_folds: int | None = None,
         fold: int = 0,
         skip_bad: bool = False,
+        bucket_by_length: bool = False,
     ):
         # image_root, text_root, num_folds and fold are the user-facing data settings that the
         # `dataset` node reads through interpolation; they arrive here only to be accepted.
@@ -149,8 +151,6 @@ class EmotionDataModule(L.LightningDataModule):
                 f"data.modalities={list(modalities)} is not valid; expected a non-empty subset "
                 f"of {list(MODALITIES)}"
             )
-        if "image" in modalities and not image_size:
-            raise ConfigError("data.image_size must be set for a study that uses images")
         if batch_size < 1:
             raise ConfigError(f"data.batch_size must be at least 1, got {batch_size}")
         self.dataset = dataset
@@ -161,10 +161,13 @@ class EmotionDataModule(L.LightningDataModule):
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = num_workers
         self.pin_memory = pin_memory
+        # Image size and normalisation: these settings, or (null) the model's image tower's,
+        # which the study hands over with set_preprocessing.
         self.image_size = image_size
-        self.mean, self.std = normalization_stats(normalization)
+        self.mean, self.std = normalization_stats(normalization) if normalization else (None, None)
         self.augment = dict(augment or {})
         self.skip_bad = skip_bad
+        self.bucket_by_length = bucket_by_length
         self.tokenizer = None
         self.records: dict[str, list[Record]] | None = None
         self.encoded: dict[str, EncodedSplit] = {}
@@ -172,6 +175,28 @@ class EmotionDataModule(L.LightningDataModule):
     @property
     def classes(self) -> tuple[str, ...]:
         return self.label_space.classes
+
+    def set_preprocessing(self, tokenizer=None, image=None) -> None:
+        """What the model's towers want (emoclip.study calls this before setup): the text
+        tower's tokenizer, and the image tower's `ImagePreprocessing` (size, mean, std). A data
+        setting that says otherwise is an error rather than silently replaced."""
+        self.tokenizer = tokenizer
+        if image is None:
+            return
+        mean, std = tuple(image.mean), tuple(image.std)
+        if self.image_size is not None and self.image_size != image.size:
+            raise ConfigError(
+                f"data.image_size={self.image_size} but the model's image tower takes "
+                f"{image.size} px images: set model.image_tower.image_size (or leave "
+                "data.image_size to follow it)"
+            )
+        if self.mean is not None and (tuple(self.mean), tuple(self.std)) != (mean, std):
+            raise ConfigError(
+                f"data.normalization gives mean {self.mean}, std {self.std} but the model's "
+                f"image tower expects mean {mean}, std {std}: set "
+                "model.image_tower.normalization (or leave data.normalization to follow it)"
+            )
+        self.image_size, self.mean, self.std = image.size, mean, std
 
     def load_records(self) -> dict[str, list[Record]]:
         """Read the source once, keep the study's classes, check every split has each class."""
@@ -225,6 +250,11 @@ class EmotionDataModule(L.LightningDataModule):
             return
         if "text" in self.modalities and self.tokenizer is None:
             raise RuntimeError("set datamodule.tokenizer before setup for a study that uses text")
+        if "image" in self.modalities and not (self.image_size and self.mean is not None):
+            raise ConfigError(
+                "data.image_size and data.normalization must be set for a study that uses "
+                "images (a model's image tower sets them)"
+            )
         skipped = 0
         for split, records in self.load_records().items():
             pixels = None
@@ -304,6 +334,12 @@ class EmotionDataModule(L.LightningDataModule):
         sampler = None
         if shuffle and dataset.text_pool is not None:
             sampler, shuffle = EpochSampler(len(dataset), dataset.seed), False
+        elif self.bucket_by_length and self._has_token_ids(dataset):
+            lengths = [len(ids) for ids in dataset.input_ids]
+            size = self.batch_size if split == "train" else self.eval_batch_size
+            # Seeded by the run's seed (seed_everything's), the same when a run resumes.
+            sampler = LengthBucketSampler(lengths, size, shuffle, seed=torch.initial_seed())
+            shuffle = False
         return DataLoader(
             dataset,
             batch_size=self.batch_size if split == "train" else self.eval_batch_size,
@@ -313,6 +349,14 @@ class EmotionDataModule(L.LightningDataModule):
             persistent_workers=self.num_workers > 0,
             pin_memory=self._pin_memory(),
             collate_fn=self.collate(),
+        )
+
+    @staticmethod
+    def _has_token_ids(dataset: EncodedSplit) -> bool:
+        return (
+            dataset.text_key == "input_ids"
+            and dataset.input_ids is not None
+            and dataset.text_pool is None
         )
 
     def _pin_memory(self) -> bool:

@@ -1,0 +1,5 @@
+"""placeholder"""
+
+
+def default_bpe_vocab() -> str:
+    raise NotImplementedError
