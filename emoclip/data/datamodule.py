@@ -338,7 +338,7 @@ class EmotionDataModule(L.LightningDataModule):
             lengths = [len(ids) for ids in dataset.input_ids]
             size = self.batch_size if split == "train" else self.eval_batch_size
             # Seeded by the run's seed (seed_everything's), the same when a run resumes.
-            sampler = LengthBucketSampler(lengths, size, shuffle, seed=torch.initial_seed())
+            sampler = LengthBucketSampler(lengths, size, shuffle, torch.initial_seed() % 2**31)
             shuffle = False
         return DataLoader(
             dataset,

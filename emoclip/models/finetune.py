@@ -75,7 +75,8 @@ def _add_lora(tower: Tower, settings: dict, where: str) -> None:
     unknown = set(settings) - set(LORA_KEYS)
     if unknown:
         raise ConfigError(
-            f"{where}.lora has unknown keys {sorted(unknown)}; expected {', '.join(LORA_KEYS)}"
+            f"model.network.lora has unknown keys {sorted(unknown)}; expected "
+            f"{', '.join(LORA_KEYS)}"
         )
     targets = settings.get("target_modules") or tower.lora_targets()
     config = LoraConfig(
@@ -87,7 +88,7 @@ def _add_lora(tower: Tower, settings: dict, where: str) -> None:
     try:
         inject_adapter_in_model(config, tower)
     except ValueError as err:
-        raise ConfigError(f"{where}.lora: {err}") from err
+        raise ConfigError(f"model.network.lora, in {where}: {err}") from err
 
 
 def layer_stack(encoder: nn.Module) -> nn.ModuleList:

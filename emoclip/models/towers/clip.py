@@ -21,12 +21,11 @@ class _ClipHalf:
 
     encoder: nn.Module
 
-    def _load(self, backbone: Mapping, modality: str, task: TaskSpec) -> None:
-        self.encoder = load_clip_half(backbone, modality, task)
-        config = self.encoder.config
-        self.width = config.projection_dim
-        self.token_width = config.hidden_size
-        self.name_or_path = backbone.get("name_or_path")
+    def _use(self, encoder: nn.Module, name_or_path: str | None) -> None:
+        self.encoder = encoder
+        self.width = encoder.config.projection_dim
+        self.token_width = encoder.config.hidden_size
+        self.name_or_path = name_or_path
 
     def enable_gradient_checkpointing(self) -> None:
         self.encoder.gradient_checkpointing_enable({"use_reentrant": False})
@@ -45,7 +44,7 @@ class ClipTextTower(_ClipHalf, TextTower):
         trainable_layers: int | None = None,
     ):
         TextTower.__init__(self, finetune, trainable_layers)
-        self._load(backbone, "text", task)
+        self._use(load_clip_half(backbone, "text", task), backbone.get("name_or_path"))
 
     def forward(self, batch: Mapping[str, torch.Tensor], tokens: bool = False) -> TowerOutput:
         mask = batch["attention_mask"]
@@ -71,7 +70,7 @@ class ClipImageTower(_ClipHalf, ImageTower):
         trainable_layers: int | None = None,
     ):
         ImageTower.__init__(self, finetune, trainable_layers)
-        self._load(backbone, "image", task)
+        self._use(load_clip_half(backbone, "image", task), backbone.get("name_or_path"))
         self._preprocessing = image_preprocessing(
             self.name_or_path, backbone["image_size"], normalization, "model.image_tower"
         )

@@ -41,7 +41,7 @@ class _HFEncoder:
         # A pooler this tower does not use may be absent from the checkpoint; it is then
         # removed rather than left random (and untrained, which DDP also refuses).
         may_lack = () if pooling == "pooler" else ("pooler.",)
-        self.encoder = load_encoder(name_or_path, modality, key, may_lack=may_lack)
+        self.encoder = load_encoder(name_or_path, modality, f"{key}.name_or_path", may_lack)
         if pooling != "pooler" and isinstance(getattr(self.encoder, "pooler", None), nn.Module):
             self.encoder.pooler = None
         config = self.encoder.config
@@ -112,7 +112,7 @@ class HFImageTower(_HFEncoder, ImageTower):
         self,
         task: TaskSpec,
         name_or_path: str,
-        pooling: str = "pooler",
+        pooling: str = "mean",
         image_size: int | None = None,
         normalization: str | None = None,
         finetune: str | None = None,
