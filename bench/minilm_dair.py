@@ -8,9 +8,8 @@ benchmark passes the folder, the configs name the hub id) as the text tower of t
 text study, on DAIR emotion's given train/val/test split, in three finetune modes:
 
 - full: every MiniLM weight trains. The learning rate is chosen on the validation split
-  (seed 1, each candidate in LEARNING_RATES; best validation macro-F1 of its best epoch), then
-  seeds 2 and 3 run with it. Within a run the checkpoint of the best validation epoch is
-  tested, so the number of epochs is chosen on validation too.
+  (seed 1; SCREENED_OUT below), then seeds 2 and 3 run with it. Within a run the checkpoint
+  of the best validation epoch is tested, so the number of epochs is chosen on validation too.
 - lora: rank-8 adapters on the attention query and value projections.
 - frozen: MiniLM's features computed once and cached; the head trains on them.
 
@@ -49,7 +48,10 @@ LINEAR_DECAY = (
     "start_factor:1.0,end_factor:0.25,total_iters:%d}"
 )
 FULL_EPOCHS = 4
-LEARNING_RATES = ("5e-5", "1e-4")
+# Screened on validation (seed 1) after one epoch, to fit the CPU: 5e-5 reached val accuracy
+# 0.9215 and macro-F1 0.8943, 1e-4 reached 0.9275 and 0.9002; 5e-5 was stopped there.
+SCREENED_OUT = {"5e-5": "val acc 0.9215, macro-F1 0.8943 after epoch 1 (stopped)"}
+LEARNING_RATES = ("1e-4",)
 MODES = {
     "full": {
         "title": "full fine-tuning",
@@ -65,8 +67,8 @@ MODES = {
         "overrides": [
             "model/finetune=lora",
             "model.optimizer.lr=5e-4",
-            "trainer.max_epochs=3",
-            LINEAR_DECAY % 2,
+            "trainer.max_epochs=2",
+            LINEAR_DECAY % 1,
         ],
         "candidates": {"5e-4": []},
     },
@@ -164,12 +166,18 @@ def markdown(results: dict, selections: dict, base: list[str]) -> str:
         )
     lines += [
         "",
-        "Validation behind each choice (seed 1; val macro-F1 of the best epoch):",
+        "Validation behind each choice (seed 1):",
         "",
     ]
+    for lr, note in SCREENED_OUT.items():
+        lines.append(f"- full, lr {lr}: {note}")
     for mode, scores in selections.items():
         shown = ", ".join(f"lr {lr}: {score:.4f}" for lr, score in scores.items())
         lines.append(f"- {mode}: {shown}")
+    for mode, (chosen, runs) in results.items():
+        lines.append(
+            f"- {mode}, lr {chosen}: best-epoch val macro-F1 {runs[0]['val/f1_macro']:.4f}"
+        )
     lines += ["", "Validation accuracy after each epoch (seed 1), with minutes per epoch:", ""]
     for mode, (chosen, runs) in results.items():
         curve = val_curve(study(mode, chosen, base), 1)
@@ -194,7 +202,7 @@ def main() -> None:
     parser.add_argument("--minilm", type=Path, required=True, help="the MiniLM folder")
     parser.add_argument("--datasets", type=Path, default=REPO.parent / "shared" / "datasets")
     parser.add_argument("--modes", nargs="*", default=list(MODES), choices=list(MODES))
-    parser.add_argument("--jobs", type=int, default=2, help="runs at once")
+    parser.add_argument("--jobs", type=int, default=3, help="runs at once")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     args = parser.parse_args()
     datasets = args.datasets.resolve()

@@ -132,6 +132,12 @@ def build_module(cfg: DictConfig, classes: tuple[str, ...], tokenizer) -> Emotio
     network_class(cfg.model)
     # Called, not passed to instantiate: Hydra would turn the dataclass into a DictConfig.
     network = instantiate(cfg.model.network, _partial_=True)(task=task)
+    if set(network.modalities) != set(cfg.model.modalities):
+        raise ConfigError(
+            f"model={cfg.model.name} is a study of {list(cfg.model.modalities)} but its network "
+            f"reads {list(network.modalities)}: a text and an image tower make a two-modality "
+            "study, model=clip_fusion"
+        )
     trained_tokenizer = tokenizer is not None and is_trained(cfg.model.tokenizer)
     return EmotionClassifier(
         network,

@@ -99,7 +99,9 @@ def test_a_whole_clip_folder_gives_its_vision_half(folders):
 
 def test_a_folder_lacking_weights_is_refused(folders, tmp_path):
     no_weights = copy_without(folders / "bert", tmp_path, "model.safetensors")
-    with pytest.raises(BackboneLoadError, match="(?s)name_or_path=.*could not load its weights.*never falls back"):
+    with pytest.raises(
+        BackboneLoadError, match="(?s)name_or_path=.*could not load its weights.*never falls back"
+    ):
         HFTextTower(TASK, str(no_weights))
     partial_weights = tmp_path / "partial"
     shutil.copytree(folders / "vit", partial_weights)

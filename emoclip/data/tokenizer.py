@@ -179,7 +179,7 @@ def _tokenizer_files_note(name_or_path: str) -> str:
     if not folder.is_dir():
         return ""
     present = sorted(p.name for p in folder.iterdir() if p.is_file())
-    return f"the folder {folder} holds {present}, no vocabulary file; "
+    return f"the folder {folder} holds {present}; "
 
 
 # open_clip reads this many merges of its BPE file (the rest of the file is unused).

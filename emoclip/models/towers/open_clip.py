@@ -36,13 +36,9 @@ from emoclip.models.task import TaskSpec
 from emoclip.models.towers.clip import ClipImageTower, ClipTextTower
 
 # open_clip's defaults of the settings this conversion supports only at their default.
-VISION_DEFAULTS = {
+BLOCK_DEFAULTS = {
     "ls_init_value": None,
-    "attentional_pool": False,
-    "no_ln_pre": False,
-    "pos_embed_type": "learnable",
     "final_ln_after_pool": False,
-    "pool_type": "tok",
     "act_kwargs": None,
     "norm_kwargs": None,
     "block_type": None,
@@ -52,29 +48,26 @@ VISION_DEFAULTS = {
     "scale_attn_inner": False,
     "scale_attn": False,
     "scale_fc": False,
+}
+VISION_DEFAULTS = {
+    **BLOCK_DEFAULTS,
+    "attentional_pool": False,
+    "no_ln_pre": False,
+    "pos_embed_type": "learnable",
+    "pool_type": "tok",
     "timm_model_name": None,
 }
 TEXT_DEFAULTS = {
+    **BLOCK_DEFAULTS,
     "hf_model_name": None,
     "hf_tokenizer_name": None,
     "tokenizer_mode": None,
     "tokenizer_kwargs": None,
-    "ls_init_value": None,
     "embed_cls": False,
     "no_causal_mask": False,
-    "final_ln_after_pool": False,
     "pool_type": "argmax",
     "proj_bias": False,
     "proj_type": "linear",
-    "act_kwargs": None,
-    "norm_kwargs": None,
-    "block_type": None,
-    "qk_norm": False,
-    "scaled_cosine_attn": False,
-    "scale_heads": False,
-    "scale_attn_inner": False,
-    "scale_attn": False,
-    "scale_fc": False,
 }
 # Settings that do not change the function (geometry is read separately).
 VISION_FREE = {"layers", "width", "head_width", "mlp_ratio", "patch_size", "image_size"}
