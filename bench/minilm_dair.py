@@ -47,7 +47,9 @@ LINEAR_DECAY = (
     "model.scheduler={_target_:torch.optim.lr_scheduler.LinearLR,_partial_:true,"
     "start_factor:1.0,end_factor:0.25,total_iters:%d}"
 )
-FULL_EPOCHS = 4
+# Two epochs: what the CPU allows for three seeds in this session (about 8 minutes per epoch on
+# one core); the best validation epoch of the two is tested.
+FULL_EPOCHS = 2
 # Screened on validation (seed 1) after one epoch, to fit the CPU: 5e-5 reached val accuracy
 # 0.9215 and macro-F1 0.8943, 1e-4 reached 0.9275 and 0.9002; 5e-5 was stopped there.
 SCREENED_OUT = {"5e-5": "val acc 0.9215, macro-F1 0.8943 after epoch 1 (stopped)"}
@@ -71,6 +73,7 @@ MODES = {
             LINEAR_DECAY % 1,
         ],
         "candidates": {"5e-4": []},
+        "seeds": (1,),  # one seed: what the CPU allowed after full fine-tuning's three
     },
     "frozen": {
         "title": "frozen, features cached; head only",
@@ -108,7 +111,7 @@ def study(mode: str, candidate: str, base: list[str]) -> Study:
         mode,
         f"MiniLM, {spec['title']}",
         [*base, *spec["overrides"], *spec["candidates"][candidate]],
-        [[f"seed={s}"] for s in SEEDS],
+        [[f"seed={s}"] for s in spec.get("seeds", SEEDS)],
     )
 
 
@@ -147,6 +150,9 @@ def markdown(results: dict, selections: dict, base: list[str]) -> str:
         "seeds 1, 2, 3.",
         "",
         f"Bar: accuracy {BAR['test/acc']} and macro-F1 {BAR['test/f1_macro']}.",
+        "",
+        "No GPU was lent to this task, so the same recipe in bf16 on a GPU (issue 13 asks for "
+        "it once, with its time) was not run.",
         "",
         "| mode | recipe (chosen on validation) | runs | test accuracy | test macro-F1 | "
         "per seed (acc) | minutes per run | bar |",
@@ -202,7 +208,7 @@ def main() -> None:
     parser.add_argument("--minilm", type=Path, required=True, help="the MiniLM folder")
     parser.add_argument("--datasets", type=Path, default=REPO.parent / "shared" / "datasets")
     parser.add_argument("--modes", nargs="*", default=list(MODES), choices=list(MODES))
-    parser.add_argument("--jobs", type=int, default=3, help="runs at once")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at once")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     args = parser.parse_args()
     datasets = args.datasets.resolve()

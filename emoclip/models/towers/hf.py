@@ -45,6 +45,7 @@ class _HFEncoder:
         if pooling != "pooler" and isinstance(getattr(self.encoder, "pooler", None), nn.Module):
             self.encoder.pooler = None
         config = self.encoder.config
+        # Transformers name their width hidden_size; convolutional encoders list hidden_sizes.
         hidden = getattr(config, "hidden_size", None) or config.hidden_sizes[-1]
         self.width = self.token_width = hidden
 
