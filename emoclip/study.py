@@ -15,16 +15,13 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from emoclip.data.datamodule import EmotionDataModule
-from emoclip.data.tokenizer import (
-    load_pretrained_tokenizer,
-    tokenizer_from_json,
-    tokenizer_to_json,
-    train_word_tokenizer,
-)
+from emoclip.data.tokenizer import build_tokenizer, is_trained, tokenizer_to_json
 from emoclip.errors import ConfigError
+from emoclip.models.base import Network
 from emoclip.models.feature_cache import FeatureCache
 from emoclip.models.module import EmotionClassifier
 from emoclip.models.task import TaskSpec
+from emoclip.models.towers.open_clip import default_bpe_vocab
 
 log = logging.getLogger(__name__)
 
@@ -53,31 +50,32 @@ class Study:
     callbacks: list[L.Callback] = field(default_factory=list)
 
 
+def network_class(model_cfg: DictConfig) -> type[Network]:
+    """The class model.network builds; it must follow the contract in emoclip/models/base.py."""
+    target = model_cfg.network._target_
+    cls = get_class(target)
+    if not (isinstance(cls, type) and issubclass(cls, Network)):
+        raise ConfigError(
+            f"model.network._target_={target} is not an emoclip network "
+            "(a subclass of emoclip.models.base.Network)"
+        )
+    return cls
+
+
 def is_training_free(model_cfg: DictConfig) -> bool:
     """Whether the model is used as it comes (zero-shot CLIP), never trained."""
-    return getattr(get_class(model_cfg.network._target_), "training_free", False)
+    return network_class(model_cfg).training_free
 
 
-def build_tokenizer(spec: DictConfig | None, datamodule: EmotionDataModule, saved: str | None):
-    if "text" not in datamodule.modalities:
+def study_tokenizer(model_cfg: DictConfig, modalities, train_texts=None, saved: str | None = None):
+    """The text tower's tokenizer (model.tokenizer): its saved JSON if the checkpoint has one,
+    the pretrained one it names, or one trained on `train_texts()`; None without text."""
+    if "text" not in modalities:
         return None
+    spec = model_cfg.get("tokenizer")
     if spec is None:
         raise ConfigError("the study uses text but model.tokenizer is not set")
-    if saved is not None or spec.get("name_or_path"):
-        return restore_tokenizer(spec, saved)
-    return train_word_tokenizer(
-        datamodule.train_texts(),
-        vocab_size=spec.vocab_size,
-        min_frequency=spec.get("min_frequency", 1),
-        max_length=spec.max_length,
-    )
-
-
-def restore_tokenizer(spec: DictConfig, saved: str | None):
-    """The tokenizer a checkpoint was trained with: its saved JSON, or the pretrained one."""
-    if saved is not None:
-        return tokenizer_from_json(saved, spec.max_length)
-    return load_pretrained_tokenizer(spec.name_or_path)
+    return build_tokenizer(spec, train_texts, saved, default_bpe=default_bpe_vocab)
 
 
 def build_study(cfg: DictConfig, saved_tokenizer: str | None = None) -> Study:
@@ -89,8 +87,9 @@ def build_study(cfg: DictConfig, saved_tokenizer: str | None = None) -> Study:
             f"takes only {sorted(network_modalities)}"
         )
     datamodule.load_records()
-    tokenizer = build_tokenizer(cfg.model.get("tokenizer"), datamodule, saved_tokenizer)
-    datamodule.tokenizer = tokenizer
+    tokenizer = study_tokenizer(
+        cfg.model, datamodule.modalities, datamodule.train_texts, saved_tokenizer
+    )
     module = build_module(
         cfg,
         datamodule.classes,
@@ -98,20 +97,30 @@ def build_study(cfg: DictConfig, saved_tokenizer: str | None = None) -> Study:
         datamodule.label_space.describe(),
         class_weights=datamodule.class_weights(cfg.model.get("class_weights")),
     )
+    hand_preprocessing(datamodule, module.network, tokenizer)
     return Study(datamodule, module, required_callbacks(cfg, module.network, datamodule))
 
 
+def hand_preprocessing(datamodule: EmotionDataModule, network: Network, tokenizer) -> None:
+    """The towers own their inputs' preprocessing: the data module gets the text tower's
+    tokenizer and the image tower's image size and normalisation."""
+    image = network.image_preprocessing() if "image" in datamodule.modalities else None
+    datamodule.set_preprocessing(tokenizer, image)
+
+
 def required_callbacks(
-    cfg: DictConfig, network: torch.nn.Module, datamodule: EmotionDataModule
+    cfg: DictConfig, network: Network, datamodule: EmotionDataModule
 ) -> list[L.Callback]:
-    """Callbacks the study cannot run without: the feature cache of a frozen-encoder network."""
-    if not getattr(network, "caches_features", False):
+    """Callbacks the study cannot run without: the feature cache of frozen towers."""
+    cached = network.cached_modalities()
+    if not cached:
         return []
-    if datamodule.augment:
+    if "image" in cached and datamodule.augment:
         raise ConfigError(
-            "model.network.finetune=frozen computes each example's features once, so it "
-            "cannot augment images per epoch: set data.augment=null (model/finetune=frozen "
-            "does), or train without the cache: model.network.finetune_towers=[]"
+            "the image tower is frozen and its features are computed once per example, so "
+            "images cannot be augmented per epoch: set data.augment=null (model/finetune=frozen "
+            "does), or run the frozen tower on every batch: "
+            "model.network.cache_frozen_towers=false"
         )
     return [FeatureCache(cfg.paths.cache_dir)]
 
@@ -133,9 +142,16 @@ def build_module(
         eos_token_id=tokenizer.eos_token_id if tokenizer is not None else None,
         max_text_length=cfg.model.tokenizer.max_length if tokenizer is not None else 77,
     )
+    network_class(cfg.model)
     # Called, not passed to instantiate: Hydra would turn the dataclass into a DictConfig.
     network = instantiate(cfg.model.network, _partial_=True)(task=task)
-    trained_tokenizer = tokenizer is not None and not cfg.model.tokenizer.get("name_or_path")
+    if set(network.modalities) != set(cfg.model.modalities):
+        raise ConfigError(
+            f"model={cfg.model.name} is a study of {list(cfg.model.modalities)} but its network "
+            f"reads {list(network.modalities)}: a text and an image tower make a two-modality "
+            "study, model=clip_fusion"
+        )
+    trained_tokenizer = tokenizer is not None and is_trained(cfg.model.tokenizer)
     return EmotionClassifier(
         network,
         classes,

@@ -81,7 +81,7 @@ def fit_and_record(study: Study, trainer: L.Trainer, resume: Resume, run_dir: Pa
     if resume.in_place:
         earlier_rows = tracking.csv_rows_before(trainer.loggers, resume.global_step)
     try:
-        if hasattr(study.module.network, "fit"):  # fitted by its own method, on frozen features
+        if study.module.network.fitted_in_one_pass:  # by its own method, on frozen features
             history, extra = [], fit_on_frozen_features(study, trainer, run_dir)
             best = run_dir / "checkpoints" / "best.ckpt"
         else:

@@ -82,3 +82,75 @@ def save_tiny_clip(folder: Path, image_size: int = 32):
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return model
+
+
+def clip_towers(backbone: dict, **tower_settings) -> dict:
+    """TowerFusion's tower arguments for CLIP's two halves of `backbone` (a dict as in
+    model.backbone), each with `tower_settings` (e.g. finetune)."""
+    from functools import partial
+
+    from emoclip.models.towers.clip import ClipImageTower, ClipTextTower
+
+    text = tower_settings.pop("text", {})
+    image = tower_settings.pop("image", {})
+    return {
+        "text_tower": partial(ClipTextTower, backbone=backbone, **tower_settings, **text),
+        "image_tower": partial(
+            ClipImageTower, backbone=backbone, normalization="half", **tower_settings, **image
+        ),
+    }
+
+
+def synthetic_texts(n: int = 200) -> list[str]:
+    from emoclip.data.synthetic import SyntheticEmotions
+
+    return [
+        r.text for r in SyntheticEmotions(train_size=n, val_size=7, test_size=7).splits()["train"]
+    ]
+
+
+def save_tiny_bert(folder: Path, layers: int = 2):
+    """A tiny random BERT and a WordPiece tokenizer of the synthetic set's words, saved as a
+    hub model is (config.json, model.safetensors, vocab.txt, tokenizer files)."""
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    from emoclip.data.tokenizer import train_word_tokenizer
+
+    words = [w for w in train_word_tokenizer(synthetic_texts()).get_vocab() if w.isalpha()]
+    folder.mkdir(parents=True, exist_ok=True)
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    (folder / "vocab.txt").write_text("\n".join(specials + sorted(words)) + "\n")
+    tokenizer = BertTokenizer(str(folder / "vocab.txt"))
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    model = BertModel(config)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return model
+
+
+def save_tiny_vit(folder: Path, image_size: int = 32, mean=(0.4, 0.45, 0.5), std=(0.2, 0.25, 0.3)):
+    """A tiny random ViT and its image processor's config (size, mean, std), saved."""
+    from transformers import ViTConfig, ViTImageProcessorPil, ViTModel
+
+    config = ViTConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        image_size=image_size,
+        patch_size=8,
+    )
+    model = ViTModel(config)
+    model.save_pretrained(folder)
+    processor = ViTImageProcessorPil(
+        size={"height": image_size, "width": image_size}, image_mean=list(mean), image_std=list(std)
+    )
+    processor.save_pretrained(folder)
+    return model

@@ -37,7 +37,7 @@ def test_study_uses_the_saved_folder_for_weights_and_tokenizer(saved_tiny_clip, 
     cfg = compose_train(overrides, tmp_path / "run")
     study = build_study(cfg)
     assert torch.equal(
-        study.module.network.clip.text_model.embeddings.token_embedding.weight,
+        study.module.network.towers["text"].token_embedding().weight,
         original.text_model.embeddings.token_embedding.weight,
     )
     assert study.datamodule.tokenizer.name_or_path == str(folder)

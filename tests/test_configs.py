@@ -32,7 +32,7 @@ GROUPS = {
 OPTIONS = [(group, name) for group, names in GROUPS.items() for name in names]
 OPTIONS += [
     (f"model/{group}", p.stem)
-    for group in ("backbone", "fusion", "finetune")
+    for group in ("backbone", "text_tower", "image_tower", "fusion", "finetune")
     for p in (CONF / "model" / group).glob("*.yaml")
 ]
 

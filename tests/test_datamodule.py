@@ -114,7 +114,6 @@ def test_a_class_missing_from_a_split_is_an_error_before_training():
     ("kwargs", "match"),
     [
         ({"modalities": ["audio"]}, "data.modalities"),
-        ({"modalities": ["image"]}, "data.image_size"),
         ({"modalities": ["text"], "batch_size": 0}, "data.batch_size"),
         ({"modalities": ["text"], "normalization": "imagenet"}, "data.normalization"),
     ],
@@ -122,6 +121,13 @@ def test_a_class_missing_from_a_split_is_an_error_before_training():
 def test_bad_settings_name_their_key(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         EmotionDataModule(SyntheticEmotions(classes=CLASSES), CLASSES, **kwargs)
+
+
+def test_an_image_study_needs_an_image_size_from_its_settings_or_its_model():
+    dataset = SyntheticEmotions(classes=CLASSES, train_size=14, val_size=7, test_size=7)
+    dm = EmotionDataModule(dataset, CLASSES, modalities=["image"], normalization=None)
+    with pytest.raises(ConfigError, match="data.image_size"):
+        dm.setup()
 
 
 def test_batch_size_larger_than_the_training_set_is_one_smaller_batch(caplog):

@@ -1,5 +1,6 @@
-"""model/finetune=frozen: encoder features computed once, cached on disk under a key of model,
-weights, preprocessing and data; a changed key recomputes, a stale file is never read."""
+"""Frozen towers (model/finetune=frozen, or one tower's own finetune=frozen): their features
+computed once, cached on disk under a key of the towers (class, settings, weights),
+preprocessing and data; a changed key recomputes, a stale file is never read."""
 
 import csv
 import json
@@ -19,7 +20,7 @@ from emoclip.evaluate import evaluate
 from emoclip.models.feature_cache import content_digest
 from emoclip.study import build_study, build_trainer, config_dir, prepare_process
 from emoclip.train import train
-from tests.conftest import QUIET, compose_train
+from tests.conftest import QUIET, compose_train, save_tiny_bert
 
 SPLITS = {"train", "val", "test"}
 FROZEN = [
@@ -34,8 +35,9 @@ FROZEN = [
 ]
 
 
-def set_up(run_dir, cache_dir, *overrides, change_weights=False):
-    """Build the study and let a one-batch validation run its setup, which fills the cache."""
+def set_up(run_dir, cache_dir, *overrides, change_weights=False, change=None):
+    """Build the study and let a one-batch validation run its setup, which fills the cache;
+    `change` edits the built study first."""
     cfg = compose_train(
         [*FROZEN, f"paths.cache_dir={cache_dir}", "+trainer.limit_val_batches=1", *overrides],
         run_dir,
@@ -44,7 +46,9 @@ def set_up(run_dir, cache_dir, *overrides, change_weights=False):
     study = build_study(cfg)
     if change_weights:
         with torch.no_grad():
-            study.module.network.clip.text_projection.weight[0, 0] += 0.01
+            study.module.network.towers["text"].encoder.text_projection.weight[0, 0] += 0.01
+    if change is not None:
+        change(study)
     trainer = build_trainer(
         cfg, with_callbacks=False, with_loggers=False, study_callbacks=study.callbacks
     )
@@ -84,7 +88,7 @@ def test_the_same_key_reads_the_cache_back_without_recomputing(base, tmp_path):
 @pytest.mark.parametrize(
     "change",
     [
-        ["data.normalization=clip"],  # preprocessing: pixel statistics
+        ["model.backbone.normalization=clip"],  # preprocessing: pixel statistics
         ["model.backbone.image_size=48"],  # preprocessing: image size
         ["model.backbone.tokenizer.max_length=8"],  # preprocessing: tokenizer truncation
         ["seed=1"],  # weights: another random initialisation
@@ -138,10 +142,10 @@ def test_cached_features_are_the_encoders_output(base, tmp_path):
     batch = dm.collate()(items)
     batch["pixel_values"] = normalize(batch.pop("pixels"), dm.mean, dm.std)
     with torch.no_grad():
-        features = network.encode(batch)
+        image, text = network.encode(batch, "image"), network.encode(batch, "text")
     cached = dm.encoded["val"]
-    torch.testing.assert_close(cached.pixels[:16], features.image)
-    torch.testing.assert_close(cached.input_ids[:16], features.text)
+    torch.testing.assert_close(cached.pixels[:16], image)
+    torch.testing.assert_close(cached.input_ids[:16], text)
     cached_batch = dm.collate()([cached[i] for i in range(16)])
     assert {"text_features", "image_features"} <= cached_batch.keys()
     assert "pixels" not in cached_batch and "input_ids" not in cached_batch
@@ -229,3 +233,44 @@ def test_a_forged_cache_file_is_detected_and_rebuilt(
     rebuilt, expected = study.datamodule.encoded["val"], base[2].datamodule.encoded["val"]
     torch.testing.assert_close(rebuilt.pixels, expected.pixels)
     torch.testing.assert_close(rebuilt.input_ids, expected.input_ids)
+
+
+def test_a_mixed_study_caches_its_frozen_tower_only(tmp_path):
+    """Text tower frozen (cached), image tower trained: batches carry the text's features and
+    the pixels; the key covers the frozen tower alone."""
+    mixed = ["model.network.finetune=full", "model.text_tower.finetune=frozen"]
+    study, cache, _ = set_up(tmp_path / "run", tmp_path / "cache", *mixed)
+    assert set(cache.build_seconds) == SPLITS
+    train_split = study.datamodule.encoded["train"]
+    assert (train_split.text_key, train_split.image_key) == ("text_features", "pixels")
+    batch = next(iter(study.datamodule.train_dataloader()))
+    assert {"text_features", "pixels"} <= batch.keys() and "input_ids" not in batch
+    network = study.module.network
+    assert network.cached_modalities() == ("text",)
+    trainable = [n for n, p in network.named_parameters() if p.requires_grad]
+    assert not any(n.startswith("towers.text.") for n in trainable)
+    assert any(n.startswith("towers.image.") for n in trainable)
+
+    def change_image_tower(s):
+        with torch.no_grad():
+            s.module.network.towers["image"].encoder.visual_projection.weight[0, 0] += 0.5
+
+    _, again, _ = set_up(tmp_path / "run2", tmp_path / "cache", *mixed, change=change_image_tower)
+    assert again.build_seconds == {} and sorted(again.reused) == sorted(SPLITS)
+    _, changed, _ = set_up(tmp_path / "run3", tmp_path / "cache", *mixed, change_weights=True)
+    assert set(changed.build_seconds) == SPLITS
+
+
+def test_a_hugging_face_towers_pooling_is_part_of_the_key(tmp_path):
+    save_tiny_bert(tmp_path / "bert")
+    hf = [
+        "model/text_tower=hf",
+        f"model.text_tower.name_or_path={tmp_path / 'bert'}",
+        "data.modalities=[text]",
+    ]
+    _, first, _ = set_up(tmp_path / "run", tmp_path / "cache", *hf)
+    assert set(first.build_seconds) == SPLITS
+    _, same, _ = set_up(tmp_path / "run2", tmp_path / "cache", *hf)
+    assert same.build_seconds == {}
+    _, other, _ = set_up(tmp_path / "run3", tmp_path / "cache", *hf, "model.text_tower.pooling=cls")
+    assert set(other.build_seconds) == SPLITS

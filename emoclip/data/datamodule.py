@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from emoclip.data.images import augment, load_pixels, normalization_stats, normalize
 from emoclip.data.labels import LabelSpace
+from emoclip.data.length_batches import LengthBucketSampler
 from emoclip.data.records import SPLITS, Record
 from emoclip.data.sources.base import MODALITIES, Source
 from emoclip.data.splits import (
@@ -172,10 +173,11 @@ class EmotionDataModule(L.LightningDataModule):
         num_workers: int = 0,
         pin_memory: bool | None = None,
         image_size: int | None = None,
-        normalization: str = "half",
+        normalization: str | None = "half",
         augment: dict | None = None,
         skip_bad: bool = False,
         model_label_space: Mapping | None = None,
+        bucket_by_length: bool = False,
     ):
         super().__init__()
         unknown = set(modalities) - set(MODALITIES)
@@ -184,8 +186,6 @@ class EmotionDataModule(L.LightningDataModule):
                 f"data.modalities={list(modalities)} is not valid; expected a non-empty subset "
                 f"of {list(MODALITIES)}"
             )
-        if "image" in modalities and not image_size:
-            raise ConfigError("data.image_size must be set for a study that uses images")
         if batch_size < 1:
             raise ConfigError(f"data.batch_size must be at least 1, got {batch_size}")
         self.dataset = dataset
@@ -216,10 +216,13 @@ class EmotionDataModule(L.LightningDataModule):
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = num_workers
         self.pin_memory = pin_memory
+        # Image size and normalisation: these settings, or (null) the model's image tower's,
+        # which the study hands over with set_preprocessing.
         self.image_size = image_size
-        self.mean, self.std = normalization_stats(normalization)
+        self.mean, self.std = normalization_stats(normalization) if normalization else (None, None)
         self.augment = dict(augment or {})
         self.skip_bad = skip_bad
+        self.bucket_by_length = bucket_by_length
         self.tokenizer = None
         self.records: dict[str, list[Record]] | None = None
         self.notes: dict = {}  # how the splits came about, for splits.json
@@ -230,6 +233,28 @@ class EmotionDataModule(L.LightningDataModule):
         if self.label_space.classes is None:
             self.load_records()  # the classes found in the data
         return self.label_space.classes  # type: ignore[return-value]
+
+    def set_preprocessing(self, tokenizer=None, image=None) -> None:
+        """What the model's towers want (emoclip.study calls this before setup): the text
+        tower's tokenizer, and the image tower's `ImagePreprocessing` (size, mean, std). A data
+        setting that says otherwise is an error rather than silently replaced."""
+        self.tokenizer = tokenizer
+        if image is None:
+            return
+        mean, std = tuple(image.mean), tuple(image.std)
+        if self.image_size is not None and self.image_size != image.size:
+            raise ConfigError(
+                f"data.image_size={self.image_size} but the model's image tower takes "
+                f"{image.size} px images: set model.image_tower.image_size (or leave "
+                "data.image_size to follow it)"
+            )
+        if self.mean is not None and (tuple(self.mean), tuple(self.std)) != (mean, std):
+            raise ConfigError(
+                f"data.normalization gives mean {self.mean}, std {self.std} but the model's "
+                f"image tower expects mean {mean}, std {std}: set "
+                "model.image_tower.normalization (or leave data.normalization to follow it)"
+            )
+        self.image_size, self.mean, self.std = image.size, mean, std
 
     def load_records(self) -> dict[str, list[Record]]:
         """Read the source once, keep the study's classes, check every split has each class."""
@@ -345,6 +370,11 @@ class EmotionDataModule(L.LightningDataModule):
             return
         if "text" in self.modalities and self.tokenizer is None:
             raise RuntimeError("set datamodule.tokenizer before setup for a study that uses text")
+        if "image" in self.modalities and not (self.image_size and self.mean is not None):
+            raise ConfigError(
+                "data.image_size and data.normalization must be set for a study that uses "
+                "images (a model's image tower sets them)"
+            )
         skipped = 0
         for split, records in self.load_records().items():
             pixels = None
@@ -425,6 +455,12 @@ class EmotionDataModule(L.LightningDataModule):
         sampler = None
         if shuffle and dataset.text_pool is not None:
             sampler, shuffle = EpochSampler(len(dataset), dataset.seed), False
+        elif self.bucket_by_length and self._has_token_ids(dataset):
+            lengths = [len(ids) for ids in dataset.input_ids]
+            size = self.batch_size if split == "train" else self.eval_batch_size
+            # Seeded by the run's seed (seed_everything's), the same when a run resumes.
+            sampler = LengthBucketSampler(lengths, size, shuffle, torch.initial_seed() % 2**31)
+            shuffle = False
         return DataLoader(
             dataset,
             batch_size=self.batch_size if split == "train" else self.eval_batch_size,
@@ -434,6 +470,14 @@ class EmotionDataModule(L.LightningDataModule):
             persistent_workers=self.num_workers > 0,
             pin_memory=self._pin_memory(),
             collate_fn=self.collate(),
+        )
+
+    @staticmethod
+    def _has_token_ids(dataset: EncodedSplit) -> bool:
+        return (
+            dataset.text_key == "input_ids"
+            and dataset.input_ids is not None
+            and dataset.text_pool is None
         )
 
     def _pin_memory(self) -> bool:

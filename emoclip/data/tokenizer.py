@@ -1,4 +1,6 @@
-"""Text tokenizers: a pretrained one by hub id or local folder, or one trained on the study's texts.
+"""Text tokenizers: a pretrained one by hub id or local folder, CLIP's BPE from an open_clip
+vocabulary file, or one trained on the study's texts. Which one a study uses is its text
+tower's `tokenizer` config node (`build_tokenizer` below).
 
 A trained tokenizer is word-level and deterministic: the vocabulary is every lower-cased word
 seen at least `min_frequency` times in the training texts, most frequent first. Words split at
@@ -10,12 +12,15 @@ inside checkpoints so a model evaluates with the tokenizer it was trained with.
 
 from __future__ import annotations
 
+import gzip
 import logging
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 
 from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, processors
-from transformers import AutoTokenizer, PreTrainedTokenizerFast
+from transformers import AutoTokenizer, CLIPTokenizer, PreTrainedTokenizerFast
+from transformers.convert_slow_tokenizer import bytes_to_unicode
 
 from emoclip.errors import BackboneLoadError
 
@@ -131,14 +136,106 @@ def _wrap(backend: Tokenizer, max_length: int) -> PreTrainedTokenizerFast:
     )
 
 
-def load_pretrained_tokenizer(name_or_path: str):
-    """The tokenizer saved with a model: a hub id or a local folder, the same call."""
+def build_tokenizer(
+    spec: Mapping,
+    train_texts: Callable[[], Iterable[str]],
+    saved: str | None = None,
+    default_bpe: Callable[[], str] | None = None,
+):
+    """The tokenizer a text tower's `tokenizer` node names: `saved` (the JSON of a tokenizer
+    trained for a checkpoint), else the pretrained one at `name_or_path`, else CLIP's BPE from
+    the open_clip vocabulary file `bpe_vocab` (when that key is there; null: `default_bpe()`),
+    else a word-level one trained on `train_texts()`."""
+    max_length = spec.get("max_length")
+    if saved is not None:
+        return tokenizer_from_json(saved, max_length or 77)
+    if spec.get("name_or_path"):
+        return load_pretrained_tokenizer(spec["name_or_path"], max_length)
+    if "bpe_vocab" in spec:
+        return clip_bpe_tokenizer(spec["bpe_vocab"] or default_bpe(), max_length or 77)
+    return train_word_tokenizer(
+        train_texts(),
+        vocab_size=spec["vocab_size"],
+        min_frequency=spec.get("min_frequency", 1),
+        max_length=max_length or 77,
+    )
+
+
+def is_trained(spec: Mapping) -> bool:
+    """Whether `build_tokenizer` trains this tokenizer (its JSON then travels in checkpoints)."""
+    return not spec.get("name_or_path") and "bpe_vocab" not in spec
+
+
+# The files a Hugging Face tokenizer keeps its vocabulary in, by kind of tokenizer.
+VOCABULARY_FILES = (
+    "tokenizer.json",
+    "vocab.txt",
+    "vocab.json + merges.txt",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "tokenizer.model",
+)
+
+
+def load_pretrained_tokenizer(name_or_path: str, max_length: int | None = None):
+    """The tokenizer saved with a model: a hub id or a local folder, the same call. Texts are
+    cut at `max_length` tokens (None: the tokenizer's own limit)."""
     try:
-        return AutoTokenizer.from_pretrained(name_or_path)
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
     except (OSError, ValueError) as err:
         raise BackboneLoadError(
             f"could not load the tokenizer of {name_or_path!r}: {err}\n"
-            "Point the model at a local folder made with save_pretrained "
-            f"(model.backbone.name_or_path=/path/to/folder), or download {name_or_path!r} "
-            "into the Hugging Face cache on a machine with internet (HF_HOME sets its place)."
+            f"{_tokenizer_files_note(name_or_path)}Point the model at a local folder made with "
+            "save_pretrained (the model's and its tokenizer's), or download "
+            f"{name_or_path!r} into the Hugging Face cache on a machine with internet (HF_HOME "
+            "sets its place)."
         ) from err
+    # transformers builds a tokenizer of special tokens only when the vocabulary file is
+    # missing; that would turn every word into [UNK].
+    if len(tokenizer) <= len(set(tokenizer.all_special_tokens)):
+        raise BackboneLoadError(
+            f"the tokenizer of {name_or_path!r} has no vocabulary, only its "
+            f"{len(tokenizer)} special tokens: {_tokenizer_files_note(name_or_path)}it needs "
+            f"one of {', '.join(VOCABULARY_FILES)} (save the tokenizer with save_pretrained "
+            "into the model's folder)"
+        )
+    if max_length:
+        tokenizer.model_max_length = max_length
+    return tokenizer
+
+
+def _tokenizer_files_note(name_or_path: str) -> str:
+    folder = Path(name_or_path)
+    if not folder.is_dir():
+        return ""
+    present = sorted(p.name for p in folder.iterdir() if p.is_file())
+    return f"the folder {folder} holds {present}; "
+
+
+# open_clip reads this many merges of its BPE file (the rest of the file is unused).
+OPEN_CLIP_MERGES = 49152 - 256 - 2
+
+
+def clip_bpe_tokenizer(bpe_vocab: str | Path, max_length: int = 77) -> CLIPTokenizer:
+    """CLIP's tokenizer from open_clip's vocabulary file (bpe_simple_vocab_16e6.txt.gz: a
+    header line, then one merge per line), with open_clip's ids: the 256 byte symbols, the
+    same with the end-of-word mark, one token per merge, then start and end of text. Texts are
+    lower-cased; open_clip also runs ftfy's mojibake repair first, which this does not."""
+    path = Path(bpe_vocab)
+    try:
+        with gzip.open(path) as f:
+            lines = f.read().decode("utf-8").split("\n")
+    except (OSError, UnicodeDecodeError) as err:
+        raise BackboneLoadError(
+            f"cannot read the open_clip BPE vocabulary {path} ({err}); expected a gzipped "
+            "text file like open_clip's bpe_simple_vocab_16e6.txt.gz"
+        ) from err
+    merges = [tuple(line.split()) for line in lines[1 : OPEN_CLIP_MERGES + 1] if line.strip()]
+    if any(len(m) != 2 for m in merges):
+        raise BackboneLoadError(f"{path}: expected one merge (two symbols) per line")
+    symbols = list(bytes_to_unicode().values())
+    vocab = [*symbols, *(s + "</w>" for s in symbols), *("".join(m) for m in merges)]
+    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    tokenizer = CLIPTokenizer(vocab={t: i for i, t in enumerate(vocab)}, merges=merges)
+    tokenizer.model_max_length = max_length
+    return tokenizer

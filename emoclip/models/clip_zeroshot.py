@@ -19,12 +19,12 @@ from torch import nn
 
 from emoclip.data.tokenizer import load_pretrained_tokenizer
 from emoclip.errors import ConfigError
-from emoclip.models.clip_backbone import load_clip
-from emoclip.models.clip_fusion import clip_feature_dims, encode_clip
+from emoclip.models.base import Network
+from emoclip.models.clip_backbone import clip_features, load_clip
 from emoclip.models.task import TaskSpec
 
 
-class ClipZeroShot(nn.Module):
+class ClipZeroShot(Network):
     modalities = ("text", "image")
     training_free = True  # evaluated with emoclip-eval model=clip_zeroshot; never trained
 
@@ -56,7 +56,6 @@ class ClipZeroShot(nn.Module):
                 )
         self.clip = load_clip(name_or_path, None, backbone["image_size"], task).eval()
         self.clip.requires_grad_(False)
-        self.dims = clip_feature_dims(self.clip)
         tokenizer = load_pretrained_tokenizer(name_or_path)
         words = [(class_words or {}).get(c, c) for c in task.classes]
         self.register_buffer(
@@ -79,7 +78,7 @@ class ClipZeroShot(nn.Module):
             "input_ids": tokens["input_ids"],
             "attention_mask": tokens["attention_mask"],
         }
-        embedded = F.normalize(encode_clip(self.clip, batch, self.dims).text, dim=-1)
+        embedded = F.normalize(clip_features(self.clip, batch).text, dim=-1)
         per_class = embedded.view(len(words), len(templates), -1).mean(1)
         return F.normalize(per_class, dim=-1)
 
@@ -92,8 +91,8 @@ class ClipZeroShot(nn.Module):
     def token_embedding(self) -> nn.Embedding:
         return self.clip.text_model.embeddings.token_embedding
 
-    def forward(self, batch: dict) -> torch.Tensor:
-        features = encode_clip(self.clip, batch, self.dims)
+    def forward(self, batch: dict, with_unimodal: bool = False) -> torch.Tensor:
+        features = clip_features(self.clip, batch)
         scale = self.clip.logit_scale.exp()
         # F.normalize maps an absent modality's zeros to zeros, and present=0 removes it.
         text = scale * F.normalize(features.text, dim=-1) @ self.text_classes.T

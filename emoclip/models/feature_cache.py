@@ -1,12 +1,16 @@
-"""Frozen-encoder features, computed once per example and cached on disk (`model/finetune=frozen`).
+"""Frozen towers' features, computed once per example and cached on disk (a tower whose
+finetune mode is `frozen`, e.g. `model/finetune=frozen`).
 
-When no encoder weight trains, an example's z_T and z_I never change: they are computed once,
-written under `paths.cache_dir`, and the head trains from them. A cache file is named by a
-digest of everything its contents depend on: the CLIP's config, a hash of its weights as they
-are (seeded random weights included), the pixel normalisation, the numeric precision, and the
-split's example ids and exact encoder inputs (the resized pixels and the token ids, which fix
-the image size, the tokenizer and its max_length). Change any of them and the name changes, so
-a stale file is never read; the full key is also stored in the file and checked on load.
+When a tower's weights do not train, an example's features from it never change: they are
+computed once, written under `paths.cache_dir`, and the rest of the network trains from them
+(a mixed study caches its frozen tower and runs the other one on every batch). A cache file is
+named by a digest of everything its contents depend on: each cached tower's identity (its class,
+its settings such as pooling and image preprocessing, its encoder's config, and a hash of its
+weights as they are, seeded random weights included), the pixel normalisation, the numeric
+precision, and the split's example ids and exact encoder inputs (the resized pixels and the
+token ids, which fix the image size, the tokenizer and its max_length). Change any of them and
+the name changes, so a stale file is never read; the full key is also stored in the file and
+checked on load.
 
 A cache file is data from disk like any other: what it holds is checked before it is used. Each
 file records, when written, its entries' shapes and dtypes and a sha256 of their content; on
@@ -22,18 +26,19 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
-from torch import nn
 
 from emoclip.atomic import atomic_path
 from emoclip.data.datamodule import EmotionDataModule, EncodedSplit, FeatureSplit
 from emoclip.data.images import normalize
 from emoclip.errors import ConfigError, WriteError
+from emoclip.models.base import Network
 
 log = logging.getLogger(__name__)
 FORMAT = 2  # bump when what a file holds changes
@@ -41,9 +46,9 @@ SPOT_CHECKS = 3  # rows recomputed to check a cache file against the encoders
 
 
 class FeatureCache(L.Callback):
-    """At setup, before any dataloader exists, swaps each split of the datamodule for its
-    encoder features: read from the cache, or computed with the study's own (final) weights
-    and written there."""
+    """At setup, before any dataloader exists, swaps each split of the datamodule for one
+    carrying the frozen towers' features: read from the cache, or computed with the study's
+    own (final) weights and written there."""
 
     def __init__(self, cache_dir: str | Path):
         self.cache_dir = Path(cache_dir) / "features"
@@ -55,22 +60,25 @@ class FeatureCache(L.Callback):
         pending = [s for s, d in datamodule.encoded.items() if not isinstance(d, FeatureSplit)]
         if not pending:
             return
-        network = pl_module.network
+        network: Network = pl_module.network
+        cached = [m for m in network.cached_modalities() if m in datamodule.modalities]
+        if not cached:
+            return
         shared = {
             "format": FORMAT,
-            "model": json.loads(network.clip.config.to_json_string(use_diff=False)),
-            "weights": weights_digest(network.clip),
-            "normalization": [datamodule.mean, datamodule.std],
+            "towers": {m: network.cache_identity(m) for m in cached},
+            "normalization": [datamodule.mean, datamodule.std] if "image" in cached else None,
             "precision": str(trainer.precision),
         }
-        encoder = _Encoder(network, datamodule, trainer)
+        encoder = _Encoder(network, datamodule, trainer, cached)
         for split in pending:
             data = datamodule.encoded[split]
             ids = [r.id for r in datamodule.records[split]]
-            key = json.dumps({**shared, "split": split, "data": data_digest(ids, data)})
+            digest = data_digest(ids, data, cached)
+            key = json.dumps({**shared, "split": split, "data": digest}, sort_keys=True)
             path = self.cache_dir / f"{split}-{hashlib.sha256(key.encode()).hexdigest()[:32]}"
             path = path.with_suffix(".safetensors")
-            tensors = _read(path, key, expected_rows(datamodule.modalities, data))
+            tensors = _read(path, key, expected_rows(cached, data))
             if tensors is not None and not encoder.reproduces(tensors, data):
                 log.warning("%s holds features the encoders do not give; recomputing", path)
                 tensors = None
@@ -89,47 +97,65 @@ class FeatureCache(L.Callback):
             else:
                 self.reused.append(split)
                 log.info("%s features read from the cache %s", split, path)
-            pool = sorted((k for k in tensors if k.startswith("pool.")), key=_pool_index)
-            datamodule.encoded[split] = FeatureSplit(
-                data.labels,
-                tensors.get("image"),
-                tensors.get("text"),
-                text_pool=[tensors[k] for k in pool] if pool else None,
-                seed=data.seed,
-            )
+            datamodule.encoded[split] = _with_features(data, tensors, cached)
+
+
+def _with_features(
+    data: EncodedSplit, tensors: dict[str, torch.Tensor], cached: list[str]
+) -> FeatureSplit:
+    """The split with the cached modalities' inputs replaced by their features; a modality
+    whose tower trains keeps its pixels or token ids."""
+    pool = sorted((k for k in tensors if k.startswith("pool.")), key=_pool_index)
+    split = FeatureSplit(
+        data.labels,
+        tensors["image"] if "image" in cached else data.pixels,
+        tensors["text"] if "text" in cached else data.input_ids,
+        text_pool=[tensors[k] for k in pool] if pool else data.text_pool,
+        seed=data.seed,
+    )
+    if "image" not in cached:
+        split.image_key = EncodedSplit.image_key
+    if "text" not in cached:
+        split.text_key = EncodedSplit.text_key
+    return split
 
 
 class _Encoder:
-    """Runs the frozen encoders over a split's inputs, in eval mode, on the trainer's device
-    and under its precision; returns float32 CPU tensors."""
+    """Runs the frozen towers over a split's inputs, in eval mode, on the trainer's device
+    and under its precision, texts sorted by length (less padding); returns float32 CPU
+    tensors in the split's order."""
 
-    def __init__(self, network: nn.Module, datamodule: EmotionDataModule, trainer: L.Trainer):
-        self.network, self.datamodule = network, datamodule
+    def __init__(
+        self,
+        network: Network,
+        datamodule: EmotionDataModule,
+        trainer: L.Trainer,
+        modalities: list[str],
+    ):
+        self.network, self.datamodule, self.modalities = network, datamodule, modalities
         self.device = trainer.strategy.root_device
         self.context = trainer.precision_plugin.forward_context
         # How close recomputed features must be to cached ones: other batches round otherwise.
         self.tolerance = 1e-4 if str(trainer.precision).startswith("32") else 3e-2
 
     def __call__(self, data: EncodedSplit) -> dict[str, torch.Tensor]:
-        modalities = self.datamodule.modalities
         items = [data[i] for i in range(len(data))]
-        features = self._run(items)
-        out = {m: features[m] for m in modalities}
-        if data.text_pool is not None and "text" in modalities:
+        out = {m: self._run(items, m) for m in self.modalities}
+        if data.text_pool is not None and "text" in self.modalities:
             for c, texts in enumerate(data.text_pool):
                 pool_items = [
                     {"index": j, "labels": torch.tensor(c), "input_ids": ids}
                     for j, ids in enumerate(texts)
                 ]
-                out[f"pool.{c}"] = self._run(pool_items)["text"]
+                out[f"pool.{c}"] = self._run(pool_items, "text")
         return out
 
     def reproduces(self, tensors: dict[str, torch.Tensor], data: EncodedSplit) -> bool:
         """Whether a few rows (first, middle, last) recomputed match the cached ones."""
         rows = sorted({round(i * (len(data) - 1) / (SPOT_CHECKS - 1)) for i in range(SPOT_CHECKS)})
-        fresh = self._run([data[i] for i in rows])
-        for m in self.datamodule.modalities:
-            cached, expected = tensors[m][rows], fresh[m]
+        items = [data[i] for i in rows]
+        for m in self.modalities:
+            cached, expected = tensors[m][rows], self._run(items, m)
             scale = float(expected.abs().max()) or 1.0
             if cached.shape != expected.shape or not torch.allclose(
                 cached, expected, rtol=self.tolerance, atol=self.tolerance * scale
@@ -138,50 +164,44 @@ class _Encoder:
         return True
 
     @torch.no_grad()
-    def _run(self, items: list[dict]) -> dict[str, torch.Tensor]:
+    def _run(self, items: list[dict], modality: str) -> torch.Tensor:
+        keep = {"index", "labels", "pixels" if modality == "image" else "input_ids"}
+        items = [{k: v for k, v in item.items() if k in keep} for item in items]
+        order = list(range(len(items)))
+        if modality == "text":
+            order.sort(key=lambda i: -len(items[i]["input_ids"]))
         collate, size = self.datamodule.collate(), self.datamodule.eval_batch_size
         dm = self.datamodule
         was_training = self.network.training
-        self.network.clip.to(self.device)
+        self.network.to(self.device)
         self.network.eval()
-        text, image = [], []
+        features = []
         try:
-            for start in range(0, len(items), size):
-                batch = {
-                    k: v.to(self.device) for k, v in collate(items[start : start + size]).items()
-                }
+            for start in range(0, len(order), size):
+                chunk = [items[i] for i in order[start : start + size]]
+                batch = {k: v.to(self.device) for k, v in collate(chunk).items()}
                 if "pixels" in batch:
                     batch["pixel_values"] = normalize(batch.pop("pixels"), dm.mean, dm.std)
                 with self.context():
-                    encoded = self.network.encode(batch)
-                text.append(encoded.text.float().cpu())
-                image.append(encoded.image.float().cpu())
+                    features.append(self.network.encode(batch, modality).float().cpu())
         finally:
             self.network.train(was_training)
-        return {"text": torch.cat(text), "image": torch.cat(image)}
+        encoded = torch.cat(features)
+        return encoded[torch.argsort(torch.tensor(order))]
 
 
-def weights_digest(module: nn.Module) -> str:
-    """A hash of every tensor in the module's state dict, names, dtypes and shapes included."""
-    digest = hashlib.sha256()
-    for name, tensor in module.state_dict().items():
-        t = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy())
-    return digest.hexdigest()
-
-
-def data_digest(ids: list[str], data: EncodedSplit) -> str:
-    """A hash of a split's example ids and exactly what its encoders would be fed."""
+def data_digest(ids: list[str], data: EncodedSplit, modalities: list[str]) -> str:
+    """A hash of a split's example ids and exactly what its cached towers would be fed."""
     digest = hashlib.sha256()
     digest.update("\n".join(ids).encode())
-    if data.pixels is not None:
+    if data.pixels is not None and "image" in modalities:
         digest.update(f"pixels{tuple(data.pixels.shape)};".encode())
         digest.update(data.pixels.contiguous().reshape(-1).numpy())
     pools = (
         [] if data.text_pool is None else [(f"pool{c}", t) for c, t in enumerate(data.text_pool)]
     )
-    for name, sequences in [("texts", data.input_ids or []), *pools]:
+    texts = (data.input_ids or []) if "text" in modalities else []
+    for name, sequences in [("texts", texts), *(pools if "text" in modalities else [])]:
         digest.update(f"{name}{len(sequences)};".encode())
         for ids_ in sequences:
             digest.update(f"{len(ids_)};".encode())
@@ -193,7 +213,7 @@ def _pool_index(key: str) -> int:
     return int(key.split(".", 1)[1])
 
 
-def expected_rows(modalities: tuple[str, ...], data: EncodedSplit) -> dict[str, int]:
+def expected_rows(modalities: Sequence[str], data: EncodedSplit) -> dict[str, int]:
     """The entries a split's cache file holds, with their number of rows."""
     rows = {m: len(data) for m in modalities}
     if data.text_pool is not None and "text" in modalities:

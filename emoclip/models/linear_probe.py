@@ -23,16 +23,17 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from emoclip.errors import ConfigError
-from emoclip.models.clip_backbone import load_clip
-from emoclip.models.clip_fusion import clip_feature_dims, encode_clip
+from emoclip.models.base import Network
+from emoclip.models.clip_backbone import clip_features, load_clip
 from emoclip.models.task import TaskSpec
 
 log = logging.getLogger(__name__)
 Arrays = tuple[np.ndarray, np.ndarray]  # features (n, d), labels (n,)
 
 
-class ClipLinearProbe(nn.Module):
+class ClipLinearProbe(Network):
     modalities = ("text", "image")
+    fitted_in_one_pass = True  # `fit` below, by emoclip-train; no gradient steps
 
     def __init__(
         self,
@@ -48,8 +49,7 @@ class ClipLinearProbe(nn.Module):
             backbone.get("name_or_path"), backbone.get("config"), backbone["image_size"], task
         ).eval()
         self.clip.requires_grad_(False)
-        self.dims = clip_feature_dims(self.clip)
-        self.classifier = nn.Linear(2 * self.dims.embed, task.num_classes)
+        self.classifier = nn.Linear(2 * self.clip.config.projection_dim, task.num_classes)
         self.c_grid = [float(c) for c in c_grid]
         self.max_iter = max_iter
 
@@ -62,12 +62,12 @@ class ClipLinearProbe(nn.Module):
         return self.clip.text_model.embeddings.token_embedding
 
     def features(self, batch: dict) -> torch.Tensor:
-        encoded = encode_clip(self.clip, batch, self.dims)
+        encoded = clip_features(self.clip, batch)
         return torch.cat(
             [F.normalize(encoded.text, dim=-1), F.normalize(encoded.image, dim=-1)], dim=-1
         )
 
-    def forward(self, batch: dict) -> torch.Tensor:
+    def forward(self, batch: dict, with_unimodal: bool = False) -> torch.Tensor:
         return self.classifier(self.features(batch))
 
     def fit(self, datamodule, device: torch.device) -> dict:

@@ -1,6 +1,7 @@
 """The LightningModule every network trains under: loss, metrics, optimiser, history.
 
-Networks are plain nn.Modules mapping a batch dict to logits; this module owns what they share.
+Networks (emoclip/models/base.py: `Network`) map a batch dict to logits; this module owns what
+they share.
 Metrics are torchmetrics, computed over each whole epoch and logged as `{stage}/acc`,
 `{stage}/f1_macro`, `{stage}/f1_weighted`, `{stage}/f1_<class>` and `{stage}/loss`.
 """
@@ -22,6 +23,8 @@ from torchmetrics.classification import (
 )
 
 from emoclip.data.datamodule import MODALITY_KEYS
+from emoclip.models.base import Network
+from emoclip.models.legacy import refuse_resuming, upgrade_state_dict
 
 STAGES = ("train", "val", "test")
 
@@ -76,7 +79,7 @@ class Scores(nn.Module):
 class EmotionClassifier(L.LightningModule):
     def __init__(
         self,
-        network: nn.Module,
+        network: Network,
         classes: tuple[str, ...],
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable | None = None,
@@ -110,7 +113,7 @@ class EmotionClassifier(L.LightningModule):
 
     def _step(self, batch: dict, scope: str) -> torch.Tensor:
         labels = batch["labels"]
-        unimodal_weight = getattr(self.network, "unimodal_loss_weight", 0.0)
+        unimodal_weight = self.network.unimodal_loss_weight
         if scope == "train" and unimodal_weight > 0:
             logits, unimodal = self.network(batch, with_unimodal=True)
             loss = self.loss_fn(logits.float(), labels)
@@ -171,9 +174,8 @@ class EmotionClassifier(L.LightningModule):
 
     def configure_optimizers(self):
         trainable = [p for p in self.parameters() if p.requires_grad]
-        backbone = getattr(self.network, "backbone_parameters", None)
-        if self.backbone_lr is not None and backbone is not None:
-            backbone_ids = {id(p) for p in backbone()}
+        if self.backbone_lr is not None:
+            backbone_ids = {id(p) for p in self.network.backbone_parameters()}
             groups = [
                 {"params": [p for p in trainable if id(p) in backbone_ids], "lr": self.backbone_lr},
                 {"params": [p for p in trainable if id(p) not in backbone_ids]},
@@ -199,6 +201,11 @@ class EmotionClassifier(L.LightningModule):
         }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # Lightning loads the state dict after this hook: a checkpoint of an earlier layout
+        # gets today's parameter names first (its optimizer state cannot be carried over).
+        if self._trainer is not None and self.trainer.state.fn == "fit":
+            refuse_resuming(checkpoint)
+        checkpoint["state_dict"] = upgrade_state_dict(checkpoint["state_dict"])
         state = checkpoint.get("emoclip", {})
         self.history = list(state.get("history", []))
         if "rng_states" in state:

@@ -1,0 +1,161 @@
+"""Checkpoints written before towers existed (ClipFusion, TextLSTM and ImageCNN as networks of
+their own): their stored config and parameter names, rewritten in today's layout, so that
+`emoclip-eval`, `emoclip-predict` and `emoclip-explain` load them. The weights are the same
+numbers under new names; nothing is retrained or approximated.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+from emoclip.errors import ConfigError
+
+CLIP_FUSION = "emoclip.models.clip_fusion.ClipFusion"
+TEXT_LSTM = "emoclip.models.text_lstm.TextLSTM"
+IMAGE_CNN = "emoclip.models.image_cnn.ImageCNN"
+TOWER_FUSION = "emoclip.models.tower_fusion.TowerFusion"
+
+# Old parameter-name prefix -> today's (None: dropped; CLIP's contrastive temperature, which
+# classification never used).
+RENAMED = (
+    ("network.clip.text_model.", "network.towers.text.encoder.text_model."),
+    ("network.clip.text_projection.", "network.towers.text.encoder.text_projection."),
+    ("network.clip.vision_model.", "network.towers.image.encoder.vision_model."),
+    ("network.clip.visual_projection.", "network.towers.image.encoder.visual_projection."),
+    ("network.clip.logit_scale", None),
+    ("network.fusion.text_head.", "network.fusion.heads.text."),
+    ("network.fusion.image_head.", "network.fusion.heads.image."),
+    ("network.embedding.", "network.towers.text.embedding."),
+    ("network.lstm.", "network.towers.text.lstm."),
+    ("network.features.", "network.towers.image.features."),
+    ("network.head.", "network.fusion.head."),
+)
+REBUILD = (
+    "rebuild it with this version of emoclip: train it again with the overrides its run folder "
+    "lists in .hydra/overrides.yaml (emoclip-train <those overrides>)"
+)
+
+
+def is_legacy(state_dict: dict) -> bool:
+    return any(k.startswith(tuple(old for old, _ in RENAMED)) for k in state_dict)
+
+
+def upgrade_state_dict(state_dict: dict) -> dict:
+    """Parameter names of an earlier layout in today's; today's names pass unchanged."""
+    upgraded = {}
+    for key, value in state_dict.items():
+        for old, new in RENAMED:
+            if key.startswith(old):
+                key = None if new is None else new + key[len(old) :]
+                break
+        if key is not None:
+            upgraded[key] = value
+    return upgraded
+
+
+def upgrade_checkpoint(checkpoint: dict, path: str | Path) -> dict:
+    """The checkpoint with its model config and weights in today's layout (a copy, if it was
+    written by an earlier emoclip; else the checkpoint itself)."""
+    model = checkpoint["hyper_parameters"].get("model") or {}
+    target = (model.get("network") or {}).get("_target_")
+    upgrade = {CLIP_FUSION: _clip_fusion, TEXT_LSTM: _text_lstm, IMAGE_CNN: _image_cnn}.get(target)
+    if upgrade is None:
+        return checkpoint
+    checkpoint = dict(checkpoint)
+    hparams = copy.deepcopy(checkpoint["hyper_parameters"])
+    try:
+        hparams["model"] = upgrade(hparams["model"], hparams.get("data") or {})
+    except (KeyError, TypeError, AttributeError) as err:
+        raise ConfigError(
+            f"{path} was written by an earlier emoclip ({target}) and its config cannot be "
+            f"read as today's (no {err}); {REBUILD}"
+        ) from err
+    checkpoint["hyper_parameters"] = hparams
+    checkpoint["state_dict"] = upgrade_state_dict(checkpoint["state_dict"])
+    return checkpoint
+
+
+def refuse_resuming(checkpoint: dict) -> None:
+    """Resuming training needs the optimizer's state, whose parameter order the towers changed."""
+    if checkpoint.get("optimizer_states") and is_legacy(checkpoint.get("state_dict", {})):
+        raise ConfigError(
+            "this checkpoint was written by an earlier emoclip (before towers): emoclip-eval, "
+            "emoclip-predict and emoclip-explain load it, but its training cannot be resumed; "
+            f"start a new run, or {REBUILD}"
+        )
+
+
+def _tower_fusion(old: dict, **towers) -> dict:
+    return {
+        "_target_": TOWER_FUSION,
+        "text_tower": towers.get("text"),
+        "image_tower": towers.get("image"),
+        "fusion": old.get("fusion")
+        or {"_target_": "emoclip.models.fusion.ConcatFusion", "_partial_": True},
+        "hidden_size": old["hidden_size"],
+        "dropout": old["dropout"],
+    }
+
+
+def _clip_fusion(model: dict, data: dict) -> dict:
+    old = model["network"]
+    trained = set(old.get("finetune_towers", ("text", "image")))
+    mode = old.get("finetune", "full")
+    own_mode = {m: (None if m in trained else "frozen") for m in ("text", "image")}
+    text = {
+        "_target_": "emoclip.models.towers.clip.ClipTextTower",
+        "_partial_": True,
+        "backbone": old["backbone"],
+        "tokenizer": model.get("tokenizer"),
+        "finetune": own_mode["text"],
+    }
+    image = {
+        "_target_": "emoclip.models.towers.clip.ClipImageTower",
+        "_partial_": True,
+        "backbone": old["backbone"],
+        "normalization": data.get("normalization", "half"),
+        "finetune": own_mode["image"],
+    }
+    network = _tower_fusion(old, text=text, image=image)
+    network.update(
+        finetune=mode,
+        trainable_layers=old.get("trainable_layers", 2),
+        lora=old.get("lora"),
+        gradient_checkpointing=old.get("gradient_checkpointing", False),
+        # Encoders left out of finetune_towers ran on every batch, uncached.
+        cache_frozen_towers=mode == "frozen",
+        modality_dropout=old.get("modality_dropout", 0.0),
+        unimodal_loss_weight=old.get("unimodal_loss_weight", 0.0),
+    )
+    return {**model, "text_tower": text, "image_tower": image, "network": network}
+
+
+def _text_lstm(model: dict, data: dict) -> dict:
+    old = model["network"]
+    text = {
+        "_target_": "emoclip.models.towers.lstm.LSTMTextTower",
+        "_partial_": True,
+        "embed_dim": old["embed_dim"],
+        "hidden_size": old["hidden_size"],
+        "num_layers": old["num_layers"],
+        "bidirectional": old["bidirectional"],
+        "dropout": old["dropout"],
+        "tokenizer": model.get("tokenizer"),
+    }
+    network = _tower_fusion({**old, "hidden_size": old["head_hidden_size"]}, text=text)
+    return {**model, "text_tower": text, "image_tower": None, "network": network}
+
+
+def _image_cnn(model: dict, data: dict) -> dict:
+    old = model["network"]
+    image = {
+        "_target_": "emoclip.models.towers.cnn.CNNImageTower",
+        "_partial_": True,
+        "image_size": model["image_size"],
+        "normalization": data.get("normalization", "half"),
+        "channels": old["channels"],
+        "pooled_grid": old["pooled_grid"],
+    }
+    network = _tower_fusion({**old, "hidden_size": old["head_hidden_size"]}, image=image)
+    return {**model, "text_tower": None, "image_tower": image, "network": network}
