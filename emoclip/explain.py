@@ -9,19 +9,18 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hydra
-import numpy as np
-import torch
 from omegaconf import DictConfig
 
-from emoclip.attribution import Attribution, attribute
-from emoclip.cli import run_reporting_errors
-from emoclip.data.images import normalize
+from emoclip.cli import config_dir, run_entry
 from emoclip.errors import ConfigError
-from emoclip.plots import plot_attribution_map
-from emoclip.restore import restore_study
-from emoclip.study import config_dir
+
+if TYPE_CHECKING:  # the entry imports only what Hydra needs; the work imports the rest
+    import numpy as np
+
+    from emoclip.attribution import Attribution
 
 
 def explain(cfg: DictConfig) -> list[tuple[int, Attribution]]:
@@ -30,6 +29,13 @@ def explain(cfg: DictConfig) -> list[tuple[int, Attribution]]:
         raise ConfigError("ckpt_path is not set: the checkpoint to explain")
     if cfg.n < 1:
         raise ConfigError(f"n={cfg.n}: expected at least one example")
+    import torch
+
+    from emoclip.attribution import attribute
+    from emoclip.data.images import normalize
+    from emoclip.plots import plot_attribution_map
+    from emoclip.restore import restore_study
+
     study, _ = restore_study(cfg.ckpt_path, cfg.get("study_overrides") or [])
     datamodule, network = study.datamodule, study.module.network.to(cfg.device).eval()
     datamodule.setup("test")
@@ -61,6 +67,8 @@ def explain(cfg: DictConfig) -> list[tuple[int, Attribution]]:
 
 def token_spans(tokens: list[str], scores: np.ndarray) -> str:
     """Tokens coloured by attribution: green toward the predicted class, red against it."""
+    import numpy as np
+
     top = float(np.abs(scores).max()) or 1.0
     spans = []
     for token, score in zip(tokens, scores, strict=True):
@@ -81,6 +89,8 @@ def example_html(
     result: Attribution,
     picture: str | None,
 ) -> str:
+    import numpy as np
+
     predicted = classes[result.predicted]
     verdict = "right" if predicted == true else "wrong"
     probabilities = ", ".join(
@@ -125,7 +135,7 @@ integral converged.</p>
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="explain")
 def main(cfg: DictConfig) -> None:
-    run_reporting_errors(lambda: explain(cfg))
+    run_entry(cfg, lambda: explain(cfg))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ from omegaconf import OmegaConf
 
 from emoclip import __version__
 from emoclip.errors import DataError
-from emoclip.plots import plot_confusion, plot_curves
 
 METRICS_FILE = "metrics.json"  # written last: its presence marks a finished run
 CONFIG_FILE = Path(".hydra") / "config.yaml"
@@ -74,6 +73,8 @@ def write_results(
 ) -> dict:
     """Write metrics.json (flat `stage/metric` keys, the per-epoch `history` of training, plus
     `extra`) and the plots; return the metrics."""
+    from emoclip.plots import plot_confusion, plot_curves  # matplotlib: only when writing
+
     run_dir.mkdir(parents=True, exist_ok=True)
     metrics = {**flat_metrics(classes, results), **(extra or {})}
     if history:

@@ -4,32 +4,34 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hydra
-import lightning as L
-from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
-from emoclip import tracking
-from emoclip.cli import run_reporting_errors
+from emoclip.cli import config_dir, run_entry
 from emoclip.errors import ConfigError
-from emoclip.resume import Resume, plan_resume
-from emoclip.run_folder import flat_metrics, summary, write_results, write_versions
-from emoclip.study import (
-    Study,
-    build_study,
-    build_trainer,
-    config_dir,
-    is_training_free,
-    prepare_process,
-)
-from emoclip.sweep import check_launchable
+
+if TYPE_CHECKING:  # the entry imports only what Hydra needs; the work imports the rest
+    import lightning as L
+
+    from emoclip.resume import Resume
+    from emoclip.study import Study
 
 log = logging.getLogger(__name__)
 
 
 def train(cfg: DictConfig) -> dict:
     """Fit, then validate and test the best checkpoint; write the run folder; return metrics."""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    from emoclip import tracking
+    from emoclip.early_stopping import small_validation_warning
+    from emoclip.resume import plan_resume
+    from emoclip.run_folder import flat_metrics, summary, write_results, write_versions
+    from emoclip.study import build_study, build_trainer, is_training_free, prepare_process
+    from emoclip.sweep import check_launchable
+
     if is_training_free(cfg.model):
         raise ConfigError(
             f"model={cfg.model.name} is not trained: evaluate it with "
@@ -45,12 +47,18 @@ def train(cfg: DictConfig) -> dict:
     study = build_study(cfg)
     trainer = build_trainer(cfg, study_callbacks=study.callbacks)
     check_launchable(trainer)
+    fitted_in_one_pass = hasattr(study.module.network, "fit")  # on frozen features, no epochs
+    warning = small_validation_warning(
+        cfg, len(study.datamodule.load_records()["val"]), len(study.datamodule.classes)
+    )
+    if warning and not fitted_in_one_pass:
+        log.warning(warning)
     rank_zero_only(write_versions)(run_dir)
     earlier_rows = {}
     if resume.in_place:
         earlier_rows = tracking.csv_rows_before(trainer.loggers, resume.global_step)
     try:
-        if hasattr(study.module.network, "fit"):  # fitted by its own method, on frozen features
+        if fitted_in_one_pass:
             history, extra = [], fit_on_frozen_features(study, trainer, run_dir)
         else:
             history, extra = fit_by_gradient(study, trainer, resume), {}
@@ -100,7 +108,7 @@ def fit_on_frozen_features(study: Study, trainer: L.Trainer, run_dir: Path) -> d
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    metrics = run_reporting_errors(lambda: train(cfg))
+    metrics = run_entry(cfg, lambda: train(cfg))
     return metrics.get(cfg.get("monitor"))
 
 

@@ -1,0 +1,207 @@
+"""Checks of a composed config that Hydra does not make: a key added on the command line
+(`+key=value`) that nothing reads is an error, not a setting silently ignored.
+
+Hydra answers `data.text_root=/x` on a data config without that key with "use
++data.text_root=/x"; followed, that advice would train on the synthetic set, since no part of
+data=synthetic reads text_root. So every key added by a `+` (or `++`) override must be read:
+interpolated by another value, defined by the chosen option of its config group (otherwise the
+error names the options that define it), or a parameter of the `_target_` it is passed to.
+
+`unread_added_keys` needs only the config (it runs before torch and friends are imported);
+`check_target_parameters` imports the targets, so it runs just before the work starts.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from hydra import compose
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.object_type import ObjectType
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.utils import get_object
+from omegaconf import DictConfig, OmegaConf
+
+from emoclip.errors import ConfigError
+
+_ABSENT = object()
+
+
+@dataclass
+class PassedToTarget:
+    """An added key whose nearest enclosing node has a `_target_`: read if that callable
+    takes it (checked once the targets can be imported)."""
+
+    key: str
+    target_path: str  # the dotted path of the node with the `_target_`
+    parameter: str  # the key's first part below that node
+
+
+def added_keys() -> list[tuple[str, str]]:
+    """(key, value as typed) of the `+key=value` and `++key=value` overrides of this job that
+    set a value (not those that add a config group option, like +experiment=paper)."""
+    if not HydraConfig.initialized():
+        return []
+    loader = GlobalHydra.instance().config_loader()
+    found = []
+    for override in OverridesParser.create().parse_overrides(
+        list(HydraConfig.get().overrides.task)
+    ):
+        if not (override.is_add() or override.is_force_add()):
+            continue
+        key = override.key_or_group
+        if key.startswith("hydra.") or loader.get_group_options(key.replace(".", "/")):
+            continue
+        found.append((key, override.get_value_element_as_str()))
+    return found
+
+
+def unread_added_keys(cfg: DictConfig) -> list[PassedToTarget]:
+    """Raise ConfigError for the first key added on the command line that nothing reads; return
+    the added keys whose reader is a `_target_`, for check_target_parameters."""
+    added = added_keys()
+    if not added:
+        return []
+    config_name = HydraConfig.get().job.config_name
+    plain = OmegaConf.to_container(cfg, resolve=False)
+    pending = []
+    for key, value in added:
+        if _interpolated(plain, key):
+            continue
+        if _option_defines(config_name, [], key, _chosen_overrides()):
+            continue  # a `++` of a key the chosen options define: an ordinary override
+        group, readers = _options_that_define(config_name, key)
+        if readers:
+            chosen = HydraConfig.get().runtime.choices.get(group)
+            raise ConfigError(
+                f"{key} is read by {group}={'|'.join(readers)}, not by {group}={chosen}: adding "
+                f"it there would change nothing. Choose one of those options, e.g. "
+                f"`{group}={readers[0]} {key}={value}` (no + needed)"
+            )
+        target = _enclosing_target(cfg, key)
+        if target is None:
+            where = f" (no option of {group}= defines it)" if group else ""
+            parent = OmegaConf.select(cfg, key.rpartition(".")[0]) if "." in key else cfg
+            name = key.rpartition(".")[2]
+            siblings = (
+                [str(k) for k in parent if k != name] if isinstance(parent, DictConfig) else []
+            )
+            raise ConfigError(
+                f"{key}: nothing reads this key{where}, so setting it would change nothing ("
+                + _did_you_mean(
+                    key.rpartition(".")[2],
+                    siblings,
+                    "check its spelling; `--cfg job` prints the composed config",
+                )
+                + ")"
+            )
+        pending.append(target)
+    return pending
+
+
+def check_target_parameters(cfg: DictConfig, pending: list[PassedToTarget]) -> None:
+    """Each added key passed to a `_target_` must be a parameter of it (or land in **kwargs)."""
+    for item in pending:
+        target = OmegaConf.select(cfg, f"{item.target_path}._target_")
+        try:
+            parameters = inspect.signature(get_object(target)).parameters
+        except (ImportError, ValueError, TypeError):
+            continue  # the instantiation will say what is wrong with the target itself
+        if item.parameter in parameters or any(
+            p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
+        ):
+            continue
+        accepted = [
+            n for n, p in parameters.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL
+        ]
+        raise ConfigError(
+            f"{item.key}: {item.target_path} is built by {target}, which takes no "
+            f"{item.parameter!r}, so setting it would change nothing ("
+            + _did_you_mean(item.parameter, accepted, f"it takes: {', '.join(accepted)}")
+            + ")"
+        )
+
+
+def _did_you_mean(word: str, known: list[str], otherwise: str) -> str:
+    close = difflib.get_close_matches(word, known, n=3)
+    return f"did you mean {' or '.join(close)}?" if close else otherwise
+
+
+def _chosen_overrides() -> list[str]:
+    """The job's overrides that choose config group options (as typed), without added keys."""
+    loader = GlobalHydra.instance().config_loader()
+    chosen = []
+    for override in OverridesParser.create().parse_overrides(
+        list(HydraConfig.get().overrides.task)
+    ):
+        key = override.key_or_group
+        if loader.get_group_options(key.replace(".", "/")) and not override.is_delete():
+            chosen.append(override.input_line)
+    return chosen
+
+
+def _interpolated(node: Any, key: str) -> bool:
+    """Whether some value of the config refers to `key` by an absolute interpolation."""
+    needles = (f"${{{key}}}", f"${{{key}.", f"${{{key},", f":{key}}}", f":{key},")
+    return any(any(n in text for n in needles) for text in _strings(node))
+
+
+def _strings(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for value in node.values():
+            yield from _strings(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _strings(value)
+    elif isinstance(node, str):
+        yield node
+
+
+def _groups_of(key: str) -> list[str]:
+    """The config groups a dotted key may belong to, most specific first (model/fusion, model)."""
+    loader = GlobalHydra.instance().config_loader()
+    parts = key.split(".")[:-1]
+    candidates = ["/".join(parts[:n]) for n in range(len(parts), 0, -1)]
+    return [g for g in candidates if loader.get_group_options(g, ObjectType.CONFIG)]
+
+
+def _options_that_define(config_name: str, key: str) -> tuple[str | None, list[str]]:
+    """The most specific group of `key` with options that define it, and those options."""
+    loader = GlobalHydra.instance().config_loader()
+    groups = _groups_of(key)
+    for group in groups:
+        readers = [
+            option
+            for option in loader.get_group_options(group, ObjectType.CONFIG)
+            if _option_defines(config_name, [f"{group}={option}"], key)
+        ]
+        if readers:
+            return group, readers
+    return (groups[0] if groups else None), []
+
+
+def _option_defines(
+    config_name: str, overrides: list[str], key: str, base: list[str] | None = None
+) -> bool:
+    try:
+        cfg = compose(config_name, overrides=[*(base or []), *overrides])
+    except Exception:  # an option that does not compose on its own defines nothing here
+        return False
+    return OmegaConf.select(cfg, key, default=_ABSENT, throw_on_resolution_failure=False) is not (
+        _ABSENT
+    )
+
+
+def _enclosing_target(cfg: DictConfig, key: str) -> PassedToTarget | None:
+    parts = key.split(".")
+    for n in range(len(parts) - 1, 0, -1):
+        path = ".".join(parts[:n])
+        node = OmegaConf.select(cfg, path, throw_on_resolution_failure=False)
+        if isinstance(node, DictConfig) and "_target_" in node:
+            return PassedToTarget(key, path, parts[n])
+    return None
