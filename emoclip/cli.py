@@ -59,13 +59,18 @@ def run_entry(cfg: DictConfig, job: Callable[[], T]) -> T:
     silenced, the config checked (before the heavy imports that `job` makes), the hub's
     reachability settled, then the job; emoclip's errors end it as one `emoclip: ...` line."""
     from emoclip import config_checks, offline
-    from emoclip.console import copy_console_to_job_log, silence_library_noise
+    from emoclip.console import (
+        copy_console_to_job_log,
+        route_library_logs_through_hydra,
+        silence_library_noise,
+    )
 
     silence_library_noise()
 
     def checked_job() -> T:
         pending = config_checks.unread_added_keys(cfg)
         offline.go_offline_if_hub_unreachable(OmegaConf.to_container(cfg, resolve=False))
+        route_library_logs_through_hydra()  # the first heavy import
         config_checks.check_target_parameters(cfg, pending)  # imports the targets
         return job()
 

@@ -25,6 +25,9 @@ NOISE_WARNINGS = (
     r"Experiment logs directory .* exists and is not empty",
     # lightning 2.6 on torch 2.13 uses a deprecated torch API internally: not the user's to fix.
     r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+    # A study's splits are decoded once and held in memory (emoclip.data.datamodule), so worker
+    # processes would add start-up and copying, not speed: data.num_workers=0 is the right value.
+    r"The '\w+_dataloader' does not have many workers",
 )
 # Log lines of Lightning that advertise other products.
 NOISE_LOG_PREFIXES = ("💡 Tip:",)
@@ -34,6 +37,21 @@ NOISE_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.util
 class _DropAdverts(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return not str(record.msg).startswith(NOISE_LOG_PREFIXES)
+
+
+def route_library_logs_through_hydra() -> None:
+    """Lightning's package adds its own console handler to the `lightning` logger ("INFO: ...")
+    and, imported after Hydra has set up logging, also lets records reach Hydra's handlers: each
+    line would show twice, once without reaching train.log. Imports Lightning and keeps Hydra's
+    handlers only."""
+    import lightning  # noqa: F401
+
+    if not logging.getLogger().handlers:
+        return
+    logger = logging.getLogger("lightning")
+    for handler in list(logger.handlers):
+        if type(handler) is logging.StreamHandler:
+            logger.removeHandler(handler)
 
 
 def silence_library_noise() -> None:
@@ -47,22 +65,35 @@ def silence_library_noise() -> None:
 
 
 class _Tee:
-    """A text stream that writes to the console stream and, without progress-bar redraws
-    (carriage returns), to the log file."""
+    """A text stream that writes to the console stream and, line by line, to the log file,
+    leaving out the progress bar's lines (redrawn with carriage returns and cursor moves)."""
 
     def __init__(self, console: TextIO, log: TextIO):
         self.console, self.log = console, log
+        self.pending = ""
 
     def write(self, text: str) -> int:
         written = self.console.write(text)
-        if "\r" not in text and not self.log.closed:
-            self.log.write(text)
+        self.pending += text
+        *lines, self.pending = self.pending.split("\n")
+        for line in lines:
+            self._keep(line)
         return written
+
+    def _keep(self, line: str) -> None:
+        if "\r" in line or "\x1b[" in line or self.log.closed:
+            return
+        self.log.write(line + "\n")
 
     def flush(self) -> None:
         self.console.flush()
         if not self.log.closed:
             self.log.flush()
+
+    def close_line(self) -> None:
+        if self.pending:
+            self._keep(self.pending)
+            self.pending = ""
 
     def __getattr__(self, name: str):  # isatty, fileno, encoding, ...: the console's
         return getattr(self.console, name)
@@ -120,6 +151,8 @@ def copy_console_to_job_log() -> Iterator[Path | None]:
             log.write(traceback.format_exc())
             raise
         finally:
+            for tee in tees.values():
+                tee.close_line()
             sys.stdout, sys.stderr = console["stdout"], console["stderr"]
             for handler, stream in repointed:
                 handler.setStream(stream)
