@@ -37,11 +37,14 @@ def predicts_one_class(confusion: Sequence[Sequence[int]] | None) -> bool:
 class EarlyStopping(LightningEarlyStopping):
     """Lightning's EarlyStopping, except that epochs whose validation predictions are all one
     class are skipped: they neither improve the best score nor use up the patience. It reads
-    the epoch's validation confusion matrix from the LightningModule's `results` (emoclip's
-    EmotionClassifier keeps it there); without one it behaves as Lightning's."""
+    the epoch's validation confusion matrix from the LightningModule's `results` and, when it
+    stops the run, marks the epoch's row of its `history` with `stopped_early` (for the curves
+    and the reports); emoclip's EmotionClassifier keeps both. Without them it behaves as
+    Lightning's."""
 
     def _run_early_stopping_check(self, trainer) -> None:
-        results = getattr(trainer.lightning_module, "results", {}) or {}
+        module = trainer.lightning_module
+        results = getattr(module, "results", {}) or {}
         confusion = results.get("val", {}).get("val/confusion_matrix")
         if predicts_one_class(confusion):
             log.info(
@@ -51,6 +54,10 @@ class EarlyStopping(LightningEarlyStopping):
             )
             return
         super()._run_early_stopping_check(trainer)
+        history = getattr(module, "history", None)
+        stopped_now = trainer.should_stop and self.stopped_epoch == trainer.current_epoch
+        if stopped_now and history and history[-1].get("epoch") == trainer.current_epoch:
+            history[-1]["stopped_early"] = True
 
 
 def small_validation_warning(cfg: DictConfig, val_size: int, num_classes: int) -> str | None:

@@ -83,7 +83,7 @@ def write_results(
     if split_ids is not None:
         (run_dir / "splits.json").write_text(json.dumps(split_ids, indent=1) + "\n")
     if history:
-        plot_curves(history, run_dir / "plots" / "curves.png")
+        plot_curves(history, run_dir / "plots" / "curves.png", best=results.get("val"))
     for stage, name in (("val", "validation"), ("test", "test")):
         matrix = results.get(stage, {}).get(f"{stage}/confusion_matrix")
         if matrix is not None:

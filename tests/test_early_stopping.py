@@ -27,6 +27,10 @@ class ScheduledPredictions(L.LightningModule):
         super().__init__()
         self.weight = torch.nn.Parameter(torch.zeros(1))
         self.results = {}
+        self.history = []
+
+    def on_train_epoch_end(self):
+        self.history.append({"epoch": self.current_epoch})
 
     def training_step(self, batch, batch_idx):
         return (self.weight**2).sum()
@@ -54,7 +58,7 @@ class ScheduledPredictions(L.LightningModule):
         return DataLoader(TensorDataset(torch.zeros(6, 1)), batch_size=6)
 
 
-def epochs_run(callback) -> int:
+def epochs_run(callback) -> tuple[int, list[dict]]:
     trainer = L.Trainer(
         max_epochs=len(SCHEDULE),
         callbacks=[callback],
@@ -65,17 +69,22 @@ def epochs_run(callback) -> int:
         num_sanity_val_steps=0,
         accelerator="cpu",
     )
-    trainer.fit(ScheduledPredictions())
-    return trainer.current_epoch
+    module = ScheduledPredictions()
+    trainer.fit(module)
+    return trainer.current_epoch, module.history
 
 
 def test_one_class_epochs_do_not_use_up_the_patience():
     settings = {"monitor": "val/f1_macro", "mode": "max", "patience": 3}
     # Lightning's own stops while the model still predicts one class...
-    assert epochs_run(LightningEarlyStopping(**settings)) == 4
+    assert epochs_run(LightningEarlyStopping(**settings))[0] == 4
     # ...emoclip's counts from the first epoch with more than one class: it learns (epochs
-    # 6-8), then stops after 3 epochs without improvement.
-    assert epochs_run(EarlyStopping(**settings)) == 12
+    # 6-8), then stops after 3 epochs without improvement, and marks where it stopped.
+    epochs, history = epochs_run(EarlyStopping(**settings))
+    assert epochs == 12
+    assert [row for row in history if "stopped_early" in row] == [
+        {"epoch": 11, "stopped_early": True}
+    ]
 
 
 def test_predicts_one_class():
