@@ -52,6 +52,21 @@ CANDIDATES: dict[str, list[str]] = {
 }
 SCOPES = ("test", "test_text_only", "test_image_only")  # what trainer.test computes
 
+# Screening the image tower alone (`--screen-vision`): the fused model's vision tower, trained
+# on the images only (data.modalities=[image]), for 20 epochs without early stopping; the
+# validation accuracy per epoch says whether and when a tower setting learns the drawn faces.
+VISION_ONLY = [
+    "data.modalities=[image]",
+    "trainer.max_epochs=20",
+    "callbacks.early_stopping=null",
+]
+VISION_CANDIDATES: dict[str, list[str]] = {
+    "p8": [],
+    "p16": ["model.backbone.config.vision.patch_size=16"],
+    "p8_lr3e-4": ["model.optimizer.lr=3e-4"],
+    "p16_lr3e-4": ["model.backbone.config.vision.patch_size=16", "model.optimizer.lr=3e-4"],
+}
+
 
 def run_dir(name: str, data_seed: int, split: str) -> Path:
     return OUT / split / f"{name}_data{data_seed}"
@@ -156,6 +171,16 @@ def validation(names: list[str]) -> None:
     print(f"\nchosen on validation: {choose(table)}")
 
 
+def screen_vision(names: list[str]) -> None:
+    for name in names:
+        folder, seconds = train(
+            f"vision_{name}", [*VISION_ONLY, *VISION_CANDIDATES[name]], 0, "val"
+        )
+        history = json.loads((folder / "metrics.json").read_text())["history"]
+        curve = " ".join(f"{row['val/acc']:.2f}" for row in history)
+        print(f"{name:12s} {seconds:5.0f} s  val acc by epoch: {curve}", flush=True)
+
+
 def test(name: str) -> None:
     """The chosen recipe's test numbers, once, for each data seed."""
     for data_seed in DATA_SEEDS:
@@ -172,8 +197,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", choices=sorted(CANDIDATES))
     parser.add_argument("--test", choices=sorted(CANDIDATES), help="the chosen candidate")
+    parser.add_argument("--screen-vision", nargs="*", choices=sorted(VISION_CANDIDATES))
     args = parser.parse_args()
-    if args.test:
+    if args.screen_vision is not None:
+        screen_vision(args.screen_vision or list(VISION_CANDIDATES))
+    elif args.test:
         test(args.test)
     else:
         validation(args.only or list(CANDIDATES))

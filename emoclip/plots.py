@@ -31,8 +31,7 @@ def plot_curves(history: Sequence[dict], path: Path, best: dict | None = None) -
         if best_epoch is not None:
             ax.axvline(best_epoch, color="tab:green", linestyle="--", linewidth=1)
             ax.plot([], [], color="tab:green", linestyle="--", label=f"best: epoch {best_epoch}")
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        _epoch_axis(ax, len(epochs))
         ax.set_title(f"Train and validation {title.lower()}")
         ax.set_ylabel(title)
         ax.grid(alpha=0.3)
@@ -41,6 +40,13 @@ def plot_curves(history: Sequence[dict], path: Path, best: dict | None = None) -
     if history and history[-1].get("stopped_early"):
         fig.suptitle(f"Early stopping ended training after epoch {epochs[-1]}", fontsize=10)
     _save(fig, path)
+
+
+def _epoch_axis(ax, epochs: int) -> None:
+    """Whole epochs only on the x axis, 1..epochs (one epoch: a single tick, not 0.95..1.05)."""
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    ax.set_xlim(0.5, max(epochs, 1) + 0.5)
 
 
 def _epoch_of(history: Sequence[dict], best: dict | None) -> int | None:
@@ -139,8 +145,7 @@ def plot_overlaid_curves(
             best = int(np.nanargmax(series))
             ax.plot(epochs[best], series[best], "*", markersize=12, color=line.get_color())
             handles[label] = line
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        _epoch_axis(ax, max((len(v.get(metric, [])) for v in curves.values()), default=1))
         ax.set_ylabel(metric)
         ax.set_title(f"{metric} per epoch (mean over runs)")
         ax.set_ylim(0, 1)
