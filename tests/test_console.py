@@ -53,10 +53,14 @@ def test_real_warnings_stay():
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         silence_library_noise()
-        warnings.warn("Experiment logs directory /x/ exists and is not empty. Previous ...")
-        warnings.warn("`isinstance(treespec, LeafSpec)` is deprecated, use ...")
-        warnings.warn("The 'val_dataloader' does not have many workers which may be ...")
-        warnings.warn("the learning rate is too high", UserWarning)
+        warnings.warn(
+            "Experiment logs directory /x/ exists and is not empty. Previous ...", stacklevel=1
+        )
+        warnings.warn("`isinstance(treespec, LeafSpec)` is deprecated, use ...", stacklevel=1)
+        warnings.warn(
+            "The 'val_dataloader' does not have many workers which may be ...", stacklevel=1
+        )
+        warnings.warn("the learning rate is too high", UserWarning, stacklevel=1)
     assert [str(w.message) for w in caught] == ["the learning rate is too high"]
     assert len(NOISE_WARNINGS) == 3
 
