@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -73,7 +74,7 @@ def unread_added_keys(cfg: DictConfig) -> list[PassedToTarget]:
     for key, value in added:
         if _interpolated(plain, key):
             continue
-        if _option_defines(config_name, [], key, _chosen_overrides()):
+        if _option_defines(config_name, [], key, base=_chosen_overrides()):
             continue  # a `++` of a key the chosen options define: an ordinary override
         group, readers = _options_that_define(config_name, key)
         if readers:
@@ -175,26 +176,46 @@ def _options_that_define(config_name: str, key: str) -> tuple[str | None, list[s
     loader = GlobalHydra.instance().config_loader()
     groups = _groups_of(key)
     for group in groups:
+        within = key[len(group) + 1 :]  # the key inside the group's package
         readers = [
             option
             for option in loader.get_group_options(group, ObjectType.CONFIG)
-            if _option_defines(config_name, [f"{group}={option}"], key)
+            if _defines(_composed(f"{group}/{option}", ()), within, key)
         ]
         if readers:
             return group, readers
     return (groups[0] if groups else None), []
 
 
-def _option_defines(
-    config_name: str, overrides: list[str], key: str, base: list[str] | None = None
-) -> bool:
-    try:
-        cfg = compose(config_name, overrides=[*(base or []), *overrides])
-    except Exception:  # an option that does not compose on its own defines nothing here
-        return False
-    return OmegaConf.select(cfg, key, default=_ABSENT, throw_on_resolution_failure=False) is not (
-        _ABSENT
+def _option_defines(config_name: str, overrides: list[str], key: str, base: list[str]) -> bool:
+    return _defines(_composed(config_name, (*base, *overrides)), key)
+
+
+def _defines(cfg: DictConfig | None, *keys: str) -> bool:
+    """Whether the config has any of the keys (an option composed alone may have its keys at
+    its own package, or at the top when it is `@package _global_`)."""
+    return cfg is not None and any(
+        OmegaConf.select(cfg, k, default=_ABSENT, throw_on_resolution_failure=False) is not _ABSENT
+        for k in keys
     )
+
+
+_COMPOSED: dict[tuple, DictConfig | None] = {}
+
+
+def _composed(config_name: str, overrides: tuple[str, ...]) -> DictConfig | None:
+    """A config composed by Hydra (a group option on its own, as `group/option`), or None when it
+    does not compose on its own; cached per config search path, read only."""
+    search_path = GlobalHydra.instance().config_loader().get_search_path()
+    cache_key = (repr(search_path.get_path()), config_name, overrides)
+    if cache_key not in _COMPOSED:
+        try:
+            with warnings.catch_warnings():  # e.g. an option without `_self_`, composed alone
+                warnings.simplefilter("ignore")
+                _COMPOSED[cache_key] = compose(config_name, overrides=list(overrides))
+        except Exception:  # an option that does not compose on its own defines nothing here
+            _COMPOSED[cache_key] = None
+    return _COMPOSED[cache_key]
 
 
 def _enclosing_target(cfg: DictConfig, key: str) -> PassedToTarget | None:
