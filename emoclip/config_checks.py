@@ -43,38 +43,47 @@ class PassedToTarget:
     parameter: str  # the key's first part below that node
 
 
-def added_keys() -> list[tuple[str, str]]:
-    """(key, value as typed) of the `+key=value` and `++key=value` overrides of this job that
-    set a value (not those that add a config group option, like +experiment=paper)."""
+@dataclass
+class AddedKey:
+    key: str
+    value: str  # as typed
+    forced: bool  # `++`: the key may exist already
+
+
+def job_overrides() -> tuple[list[AddedKey], list[str]]:
+    """This job's overrides that add a key (`+key=value`, `++key=value`; not those that add a
+    group option, like +experiment=paper), and those that choose group options, as typed."""
     if not HydraConfig.initialized():
-        return []
-    loader = GlobalHydra.instance().config_loader()
-    found = []
+        return [], []
+    added, chosen = [], []
     for override in OverridesParser.create().parse_overrides(
         list(HydraConfig.get().overrides.task)
     ):
-        if not (override.is_add() or override.is_force_add()):
-            continue
         key = override.key_or_group
-        if key.startswith("hydra.") or loader.get_group_options(key.replace(".", "/")):
-            continue
-        found.append((key, override.get_value_element_as_str()))
-    return found
+        if _is_group(key.replace(".", "/")):
+            if not override.is_delete():
+                chosen.append(override.input_line)
+        elif (override.is_add() or override.is_force_add()) and not key.startswith("hydra."):
+            added.append(
+                AddedKey(key, override.get_value_element_as_str(), override.is_force_add())
+            )
+    return added, chosen
 
 
 def unread_added_keys(cfg: DictConfig) -> list[PassedToTarget]:
     """Raise ConfigError for the first key added on the command line that nothing reads; return
     the added keys whose reader is a `_target_`, for check_target_parameters."""
-    added = added_keys()
+    added, chosen = job_overrides()
     if not added:
         return []
     config_name = HydraConfig.get().job.config_name
     plain = OmegaConf.to_container(cfg, resolve=False)
     pending = []
-    for key, value in added:
+    for item in added:
+        key, value = item.key, item.value
         if _interpolated(plain, key):
             continue
-        if _option_defines(config_name, [], key, base=_chosen_overrides()):
+        if item.forced and _defines(_composed(config_name, tuple(chosen)), key):
             continue  # a `++` of a key the chosen options define: an ordinary override
         group, readers = _options_that_define(config_name, key)
         if readers:
@@ -133,19 +142,6 @@ def _did_you_mean(word: str, known: list[str], otherwise: str) -> str:
     return f"did you mean {' or '.join(close)}?" if close else otherwise
 
 
-def _chosen_overrides() -> list[str]:
-    """The job's overrides that choose config group options (as typed), without added keys."""
-    loader = GlobalHydra.instance().config_loader()
-    chosen = []
-    for override in OverridesParser.create().parse_overrides(
-        list(HydraConfig.get().overrides.task)
-    ):
-        key = override.key_or_group
-        if loader.get_group_options(key.replace(".", "/")) and not override.is_delete():
-            chosen.append(override.input_line)
-    return chosen
-
-
 def _interpolated(node: Any, key: str) -> bool:
     """Whether some value of the config refers to `key` by an absolute interpolation."""
     needles = (f"${{{key}}}", f"${{{key}.", f"${{{key},", f":{key}}}", f":{key},")
@@ -165,30 +161,24 @@ def _strings(node: Any) -> Iterator[str]:
 
 def _groups_of(key: str) -> list[str]:
     """The config groups a dotted key may belong to, most specific first (model/fusion, model)."""
-    loader = GlobalHydra.instance().config_loader()
     parts = key.split(".")[:-1]
     candidates = ["/".join(parts[:n]) for n in range(len(parts), 0, -1)]
-    return [g for g in candidates if loader.get_group_options(g, ObjectType.CONFIG)]
+    return [g for g in candidates if _is_group(g)]
 
 
 def _options_that_define(config_name: str, key: str) -> tuple[str | None, list[str]]:
     """The most specific group of `key` with options that define it, and those options."""
-    loader = GlobalHydra.instance().config_loader()
     groups = _groups_of(key)
     for group in groups:
         within = key[len(group) + 1 :]  # the key inside the group's package
         readers = [
             option
-            for option in loader.get_group_options(group, ObjectType.CONFIG)
+            for option in _options(group)
             if _defines(_composed(f"{group}/{option}", ()), within, key)
         ]
         if readers:
             return group, readers
     return (groups[0] if groups else None), []
-
-
-def _option_defines(config_name: str, overrides: list[str], key: str, base: list[str]) -> bool:
-    return _defines(_composed(config_name, (*base, *overrides)), key)
 
 
 def _defines(cfg: DictConfig | None, *keys: str) -> bool:
@@ -200,14 +190,32 @@ def _defines(cfg: DictConfig | None, *keys: str) -> bool:
     )
 
 
+# Per config search path (one per app; a test may run several), read only.
 _COMPOSED: dict[tuple, DictConfig | None] = {}
+_OPTIONS: dict[tuple, list[str]] = {}
+
+
+def _search_path() -> str:
+    return repr(GlobalHydra.instance().config_loader().get_search_path().get_path())
+
+
+def _options(group: str) -> list[str]:
+    """The options of a config group (none if it is no group)."""
+    cache_key = (_search_path(), group)
+    if cache_key not in _OPTIONS:
+        loader = GlobalHydra.instance().config_loader()
+        _OPTIONS[cache_key] = list(loader.get_group_options(group, ObjectType.CONFIG))
+    return _OPTIONS[cache_key]
+
+
+def _is_group(name: str) -> bool:
+    return bool(_options(name))
 
 
 def _composed(config_name: str, overrides: tuple[str, ...]) -> DictConfig | None:
     """A config composed by Hydra (a group option on its own, as `group/option`), or None when it
-    does not compose on its own; cached per config search path, read only."""
-    search_path = GlobalHydra.instance().config_loader().get_search_path()
-    cache_key = (repr(search_path.get_path()), config_name, overrides)
+    does not compose on its own."""
+    cache_key = (_search_path(), config_name, overrides)
     if cache_key not in _COMPOSED:
         try:
             with warnings.catch_warnings():  # e.g. an option without `_self_`, composed alone

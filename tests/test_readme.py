@@ -44,10 +44,10 @@ NOT_RUN = [
 # Appended to every training command that runs: a few batches of a small synthetic set.
 SHRINK = [
     "trainer.max_epochs=2",
-    "++trainer.limit_train_batches=2",
-    "++trainer.limit_val_batches=1",
-    "++trainer.limit_test_batches=1",
-    "++trainer.num_sanity_val_steps=0",
+    "+trainer.limit_train_batches=2",
+    "+trainer.limit_val_batches=1",
+    "+trainer.limit_test_batches=1",
+    "+trainer.num_sanity_val_steps=0",
     "data.batch_size=16",
     "data.dataset.train_size=56",
     "data.dataset.val_size=28",
