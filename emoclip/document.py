@@ -1,26 +1,26 @@
 """A report as a list of blocks, written as Markdown or as a self-contained HTML page.
 
-Blocks: ("h1" | "h2", text), ("p", text), ("ul", [text, ...]), ("table", headers, rows),
-("img", relative path, alt text). In text, `code` spans become <code> in HTML.
+Blocks: ("h1" | "h2" | "h3", text), ("p", text), ("ul", [text, ...]), ("table", headers, rows),
+("img", relative path, alt text). In text, `code` spans become <code> and [text](path) links
+<a href> in HTML (Markdown has both already).
 """
 
 from __future__ import annotations
 
 import html
 import re
+from urllib.parse import quote
 
 Block = tuple
 
-_CODE = re.compile(r"`([^`]+)`")
+_INLINE = re.compile(r"`([^`]+)`|\[([^\]]+)\]\(([^)\s]+)\)")
 
 
 def to_markdown(blocks: list[Block]) -> str:
     parts = []
     for kind, *body in blocks:
-        if kind == "h1":
-            parts.append(f"# {body[0]}")
-        elif kind == "h2":
-            parts.append(f"## {body[0]}")
+        if kind in ("h1", "h2", "h3"):
+            parts.append(f"{'#' * int(kind[1])} {body[0]}")
         elif kind == "p":
             parts.append(body[0])
         elif kind == "ul":
@@ -42,7 +42,22 @@ def _md_row(cells) -> str:
 
 
 def _inline(text: str) -> str:
-    return _CODE.sub(r"<code>\1</code>", html.escape(str(text)))
+    text, parts, done = str(text), [], 0
+    for match in _INLINE.finditer(text):
+        parts.append(html.escape(text[done : match.start()]))
+        code, label, target = match.groups()
+        if code is not None:
+            parts.append(f"<code>{html.escape(code)}</code>")
+        else:
+            parts.append(f'<a href="{html.escape(quote(target), quote=True)}">{_inline(label)}</a>')
+        done = match.end()
+    parts.append(html.escape(text[done:]))
+    return "".join(parts)
+
+
+def link(text: str, target: str) -> str:
+    """A link in block text: [text](target), the target a relative path or URL."""
+    return f"[{text}]({target})"
 
 
 _STYLE = """
@@ -51,6 +66,7 @@ table { border-collapse: collapse; margin: 1em 0; }
 th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left; }
 th { background: #f3f3f3; }
 td { font-variant-numeric: tabular-nums; }
+td:nth-child(n+2) { white-space: nowrap; }
 img { max-width: 100%; }
 code { background: #f3f3f3; padding: 0 0.2em; }
 """
@@ -60,7 +76,7 @@ def to_html(blocks: list[Block]) -> str:
     title = next((body[0] for kind, *body in blocks if kind == "h1"), "report")
     parts = []
     for kind, *body in blocks:
-        if kind in ("h1", "h2"):
+        if kind in ("h1", "h2", "h3"):
             parts.append(f"<{kind}>{_inline(body[0])}</{kind}>")
         elif kind == "p":
             parts.append(f"<p>{_inline(body[0])}</p>")

@@ -9,30 +9,28 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hydra
 from omegaconf import DictConfig
 
-from emoclip.checkpoint_io import checkpoint_identity
-from emoclip.cli import run_reporting_errors
-from emoclip.cross_dataset import cross_dataset_study
+from emoclip.cli import config_dir, run_entry
 from emoclip.errors import ConfigError
-from emoclip.restore import here, restore_study
-from emoclip.run_folder import RunFolder, checkpoint_disagreement, summary, write_results
-from emoclip.study import (
-    Study,
-    build_study,
-    build_trainer,
-    config_dir,
-    is_training_free,
-    prepare_process,
-)
-from emoclip.trust import Trust
+
+if TYPE_CHECKING:  # the entry imports only what Hydra needs; the work imports the rest
+    from emoclip.study import Study
 
 log = logging.getLogger(__name__)
 
 
 def evaluate(cfg: DictConfig) -> dict:
+    from emoclip.checkpoint_io import checkpoint_identity
+    from emoclip.cross_dataset import cross_dataset_study
+    from emoclip.restore import here, restore_study
+    from emoclip.run_folder import RunFolder, checkpoint_disagreement, summary, write_results
+    from emoclip.study import build_trainer
+    from emoclip.trust import Trust
+
     run_dir = Path(cfg.paths.output_dir)
     folder = RunFolder(run_dir, entry="eval")
     note = None
@@ -85,6 +83,8 @@ def evaluate(cfg: DictConfig) -> dict:
 
 def training_free_study(cfg: DictConfig) -> Study:
     """The study of a model that is used as it comes (zero-shot CLIP): no checkpoint needed."""
+    from emoclip.study import build_study, is_training_free, prepare_process
+
     if cfg.get("model") is None:
         raise ConfigError(
             "ckpt_path is not set: give ckpt_path=PATH (a trained checkpoint), or model= and "
@@ -103,7 +103,7 @@ def training_free_study(cfg: DictConfig) -> Study:
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="eval")
 def main(cfg: DictConfig) -> None:
-    run_reporting_errors(lambda: evaluate(cfg))
+    run_entry(cfg, lambda: evaluate(cfg))
 
 
 if __name__ == "__main__":

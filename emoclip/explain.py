@@ -9,26 +9,27 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hydra
-import numpy as np
-import torch
 from omegaconf import DictConfig
 
-from emoclip.atomic import write_atomically
-from emoclip.attribution import Attribution, attribute
-from emoclip.cli import run_reporting_errors
-from emoclip.data.images import normalize
+from emoclip.cli import config_dir, run_entry
 from emoclip.errors import ConfigError
-from emoclip.plots import plot_attribution_map
-from emoclip.restore import here, restore_study
-from emoclip.run_folder import RunFolder
-from emoclip.study import config_dir
-from emoclip.trust import Trust
+
+if TYPE_CHECKING:  # the entry imports only what Hydra needs; the work imports the rest
+    import numpy as np
+
+    from emoclip.attribution import Attribution
 
 
 def explain(cfg: DictConfig) -> list[tuple[int, Attribution]]:
     """Attribute the first n examples of the split, write the PNGs and index.html (last)."""
+    from emoclip.atomic import write_atomically
+    from emoclip.restore import here, restore_study
+    from emoclip.run_folder import RunFolder
+    from emoclip.trust import Trust
+
     run_dir = Path(cfg.paths.output_dir)
     folder = RunFolder(run_dir, entry="explain")
     with folder.session():
@@ -54,6 +55,12 @@ def explain(cfg: DictConfig) -> list[tuple[int, Attribution]]:
 
 def explain_examples(cfg: DictConfig, datamodule, network, run_dir: Path) -> tuple[list, list]:
     """Each example's attribution, its map under examples/, and its section of the page."""
+    import torch
+
+    from emoclip.attribution import attribute
+    from emoclip.data.images import normalize
+    from emoclip.plots import plot_attribution_map
+
     dataset, records = datamodule.encoded[cfg.split], datamodule.records[cfg.split]
     explained, sections = [], []
     for i in range(min(cfg.n, len(dataset))):
@@ -75,6 +82,8 @@ def explain_examples(cfg: DictConfig, datamodule, network, run_dir: Path) -> tup
 
 def token_spans(tokens: list[str], scores: np.ndarray) -> str:
     """Tokens coloured by attribution: green toward the predicted class, red against it."""
+    import numpy as np
+
     top = float(np.abs(scores).max()) or 1.0
     spans = []
     for token, score in zip(tokens, scores, strict=True):
@@ -95,6 +104,8 @@ def example_html(
     result: Attribution,
     picture: str | None,
 ) -> str:
+    import numpy as np
+
     predicted = classes[result.predicted]
     verdict = "right" if predicted == true else "wrong"
     probabilities = ", ".join(
@@ -139,7 +150,7 @@ integral converged.</p>
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="explain")
 def main(cfg: DictConfig) -> None:
-    run_reporting_errors(lambda: explain(cfg))
+    run_entry(cfg, lambda: explain(cfg))
 
 
 if __name__ == "__main__":

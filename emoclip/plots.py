@@ -3,6 +3,7 @@ comparison report's grids and curves."""
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,22 +18,51 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from emoclip.atomic import atomic_path  # noqa: E402
 
 
-def plot_curves(history: Sequence[dict], path: Path) -> None:
-    """Loss and accuracy per epoch for train and val (the report's Figures 1 and 2)."""
+def plot_curves(history: Sequence[dict], path: Path, best: dict | None = None) -> None:
+    """Loss and accuracy per epoch for train and val (the report's Figures 1 and 2), with the
+    epoch of the kept checkpoint marked (the one whose validation scores are `best`, the
+    validation of the best checkpoint) and a note when early stopping ended training."""
     epochs = [row["epoch"] + 1 for row in history]
+    best_epoch = _epoch_of(history, best)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, metric, title in ((axes[0], "loss", "Loss"), (axes[1], "acc", "Accuracy")):
         for stage, style in (("train", "-o"), ("val", "-s")):
             values = [row.get(f"{stage}/{metric}") for row in history]
             if any(v is not None for v in values):
                 ax.plot(epochs, [np.nan if v is None else v for v in values], style, label=stage)
-        ax.set_xlabel("epoch")
+        if best_epoch is not None:
+            ax.axvline(best_epoch, color="tab:green", linestyle="--", linewidth=1)
+            ax.plot([], [], color="tab:green", linestyle="--", label=f"best: epoch {best_epoch}")
+        _epoch_axis(ax, len(epochs))
         ax.set_title(f"Train and validation {title.lower()}")
         ax.set_ylabel(title)
         ax.grid(alpha=0.3)
         ax.legend()
     axes[1].set_ylim(0, 1)
+    if history and history[-1].get("stopped_early"):
+        fig.suptitle(f"Early stopping ended training after epoch {epochs[-1]}", fontsize=10)
     _save(fig, path)
+
+
+def _epoch_axis(ax, epochs: int) -> None:
+    """Whole epochs only on the x axis, 1..epochs (one epoch: a single tick, not 0.95..1.05)."""
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    ax.set_xlim(0.5, max(epochs, 1) + 0.5)
+
+
+def _epoch_of(history: Sequence[dict], best: dict | None) -> int | None:
+    """The (1-based) epoch whose validation loss and accuracy are those of `best`."""
+    if not best or "val/loss" not in best:
+        return None
+    for row in history:
+        if all(
+            np.isclose(row.get(k, np.nan), best[k], rtol=1e-4, atol=1e-6)
+            for k in ("val/loss", "val/acc")
+            if k in best
+        ):
+            return row["epoch"] + 1
+    return None
 
 
 def _draw_confusion(ax, rates: np.ndarray, cells: list[list[str]], classes: Sequence[str]):
@@ -88,11 +118,12 @@ def plot_confusion_grid(
     fig, axes = plt.subplots(
         rows, columns, figsize=(size[0] * columns, size[1] * rows), squeeze=False
     )
+    width = max(24, int(11 * size[0]))  # characters of a title line that fit above a panel
     for ax, (title, rates, classes) in zip(axes.flat, panels, strict=False):
         k = len(classes)
         cells = [[f"{rates[i, j]:.2f}" for j in range(k)] for i in range(k)]
         _draw_confusion(ax, rates, cells, classes)
-        ax.set_title(title, fontsize=9)
+        ax.set_title(textwrap.fill(title, width), fontsize=9)
     for ax in axes.flat[len(panels) :]:
         ax.axis("off")
     _save(fig, path)
@@ -102,27 +133,44 @@ def plot_overlaid_curves(
     curves: dict[str, dict[str, Sequence[float]]], metrics: Sequence[str], path: Path
 ) -> None:
     """One subplot per metric, one line per label: curves[label][metric] is a value per epoch
-    (NaN where no value)."""
+    (NaN where no value); a star on each line's best epoch. The legend sits below the plots, so
+    that long labels and many rows do not cover the lines."""
     fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 4), squeeze=False)
+    handles = {}
     for ax, metric in zip(axes[0], metrics, strict=True):
         for label, values in curves.items():
-            series = values.get(metric, [])
-            if len(series):
-                ax.plot(range(1, len(series) + 1), series, "-o", markersize=3, label=label)
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            series = np.asarray(values.get(metric, []), dtype=float)
+            if not len(series) or np.isnan(series).all():
+                continue
+            epochs = np.arange(1, len(series) + 1)
+            (line,) = ax.plot(epochs, series, "-o", markersize=3, label=label)
+            best = int(np.nanargmax(series))
+            ax.plot(epochs[best], series[best], "*", markersize=12, color=line.get_color())
+            handles[label] = line
+        _epoch_axis(ax, max((len(v.get(metric, [])) for v in curves.values()), default=1))
         ax.set_ylabel(metric)
         ax.set_title(f"{metric} per epoch (mean over runs)")
         ax.set_ylim(0, 1)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    _save(fig, path)
+    width = 60 if len(metrics) > 1 else 45
+    labels = [textwrap.fill(label, width) for label in handles]
+    columns = 2 if len(metrics) > 1 and len(labels) > 1 else 1
+    fig.legend(
+        handles.values(), labels, loc="lower center", ncol=columns, fontsize=8, frameon=False
+    )
+    rows = -(-len(labels) // columns)
+    lines_per_row = max((label.count("\n") + 1 for label in labels), default=1)
+    legend_inches = 0.2 + 0.17 * rows * lines_per_row
+    fig.set_size_inches(fig.get_figwidth(), 4 + legend_inches)
+    fig.tight_layout(rect=(0, legend_inches / (4 + legend_inches), 1, 1))
+    _save(fig, path, tight=False)
 
 
-def _save(fig, path: Path, dpi: int = 120) -> None:
+def _save(fig, path: Path, tight: bool = True, dpi: int = 120) -> None:
     """Written whole or not at all (emoclip.atomic), in the format the suffix names."""
     try:
-        fig.tight_layout()
+        if tight:
+            fig.tight_layout()
         with atomic_path(path) as partial:
             fig.savefig(partial, dpi=dpi, format=path.suffix.lstrip(".") or "png")
     finally:

@@ -13,24 +13,25 @@ from __future__ import annotations
 import csv
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hydra
-import torch
 from omegaconf import DictConfig
 
 from emoclip.atomic import open_atomically
-from emoclip.cli import run_reporting_errors
+from emoclip.cli import config_dir, run_entry
 from emoclip.data.labels import LabelSpace
 from emoclip.data.readers import TextDecoder, csv_rows
 from emoclip.errors import ConfigError, DataError
-from emoclip.restore import restore_for_prediction
-from emoclip.study import Study, config_dir
-from emoclip.trust import Trust
+
+if TYPE_CHECKING:  # the entry imports only what Hydra needs; the work imports the rest
+    import torch
+
+    from emoclip.study import Study
 
 INPUT_KEYS = {"text": "text", "image": "image"}  # modality -> command-line key and csv column
 
 
-@torch.no_grad()
 def predict_probabilities(
     study: Study,
     texts: Sequence[str] | None,
@@ -39,6 +40,8 @@ def predict_probabilities(
     device: str = "cpu",
 ) -> torch.Tensor:
     """(n, num_classes) class probabilities of the model for these inputs."""
+    import torch
+
     module = study.module.to(device).eval()
     n = len(texts) if texts is not None else len(images)
     probabilities = []
@@ -49,7 +52,8 @@ def predict_probabilities(
             images[part] if images is not None else None,
         )
         batch = {k: v.to(device) for k, v in batch.items()}
-        probabilities.append(module(batch).float().softmax(-1).cpu())
+        with torch.no_grad():
+            probabilities.append(module(batch).float().softmax(-1).cpu())
     return torch.cat(probabilities)
 
 
@@ -147,6 +151,9 @@ def predict(cfg: DictConfig) -> Path | str:
         raise ConfigError("give input=file.csv, or text= and/or image=, not both")
     if not cfg.get("input") and not single:
         raise ConfigError('nothing to predict: give text="..." and/or image=PATH, or input=CSV')
+    from emoclip.restore import restore_for_prediction
+    from emoclip.trust import Trust
+
     study, study_cfg = restore_for_prediction(cfg.ckpt_path, Trust.from_entry(cfg))
     classes, modalities = study.module.classes, study.datamodule.modalities
     check_expected(cfg, study_cfg, classes, study.datamodule.label_space.name)
@@ -180,7 +187,7 @@ def predict(cfg: DictConfig) -> Path | str:
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="predict")
 def main(cfg: DictConfig) -> None:
-    run_reporting_errors(lambda: predict(cfg))
+    run_entry(cfg, lambda: predict(cfg))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
 Reads every run folder (metrics.json + .hydra/config.yaml) under the given paths, groups the
 runs whose composed configs differ only in seed, fold or output paths into one configuration,
 and writes report.md and report.html (with two PNGs) summarising each configuration as a row.
+Folders that are not a finished training run (interrupted, unfinished or failed runs,
+fast_dev_run smoke tests, evaluations of a checkpoint) are listed apart, never counted.
 """
 
 from __future__ import annotations
@@ -23,15 +25,17 @@ from omegaconf.errors import OmegaConfBaseException
 
 from emoclip.cli import run_reporting_errors
 from emoclip.data.sources.base import split_protocol as source_split_protocol
-from emoclip.document import Block, to_html, to_markdown
+from emoclip.document import Block, link, to_html, to_markdown
 from emoclip.errors import DataError
 from emoclip.plots import normalise_rows, plot_confusion_grid, plot_overlaid_curves
-from emoclip.run_folder import CONFIG_FILE, is_run_folder, read_history, read_metrics
+from emoclip.run_folder import CONFIG_FILE, METRICS_FILE, read_history, read_metrics
 from emoclip.trust import GUARD_ONLY, Trust, allowed_prefixes, check_untrusted
 
 # Config keys (and key prefixes) in which the runs of one configuration may differ.
 REPLICATE_KEYS = ("seed", "data.fold", "paths", "ckpt_path", "hydra")
 CURVE_METRICS = ("val/acc", "val/f1_macro")
+# metrics.json "status" of a run that finished (none: written by a version that had no status).
+FINISHED = (None, "finished", "completed")
 CONFUSION_PNG, CURVES_PNG = "report_confusion.png", "report_curves.png"
 
 
@@ -46,6 +50,41 @@ class Run:
     def __post_init__(self):
         flat = _flatten(OmegaConf.to_container(self.config, resolve=False))
         self.identity = {k: v for k, v in flat.items() if not _is_replicate_key(k)}
+
+    @property
+    def max_epochs(self) -> int | None:
+        value = _get(self.config, "trainer.max_epochs")
+        return value if isinstance(value, int) and value > 0 else None
+
+    @property
+    def stopped_early(self) -> bool | None:
+        """Whether early stopping ended the run: marked in its history by emoclip's callback,
+        else inferred from fewer epochs than trainer.max_epochs; None if unknown."""
+        if not self.history:
+            return None
+        if any("stopped_early" in row for row in self.history):
+            return bool(self.history[-1].get("stopped_early"))
+        if self.max_epochs is None:
+            return None
+        return len(self.history) < self.max_epochs
+
+
+@dataclass
+class SetAside:
+    """A folder with a run config that is not a finished training run: listed, not counted."""
+
+    path: Path
+    kind: str  # one of SET_ASIDE
+    reason: str
+
+
+SET_ASIDE = {
+    "interrupted": "Interrupted runs",
+    "failed": "Failed runs",
+    "unfinished": "Unfinished runs",
+    "fast_dev_run": "fast_dev_run smoke tests (one batch per split; not results)",
+    "evaluation": "Evaluations of a checkpoint (the trained run is the row)",
+}
 
 
 @dataclass
@@ -73,25 +112,21 @@ def _flatten(node: Any, prefix: str = "") -> dict[str, str]:
     return {prefix[:-1]: json.dumps(node, sort_keys=True)}
 
 
-def find_run_folders(paths: Sequence[Path]) -> tuple[list[Path], list[Path]]:
-    """The run folders under the paths (each may be a run folder itself), and the folders
-    that have a composed config but no metrics.json (runs that did not finish)."""
+def find_run_folders(paths: Sequence[Path]) -> list[Path]:
+    """Every folder with a composed run config under the paths (each may be one itself)."""
     found: dict[Path, None] = {}
-    unfinished: dict[Path, None] = {}
     for path in paths:
         if not path.is_dir():
             raise DataError(f"{path}: no such folder (expected a run folder or a sweep folder)")
         candidates = [path, *(c.parent.parent for c in path.rglob(str(CONFIG_FILE)))]
-        runs = [c for c in candidates if is_run_folder(c)]
+        runs = [c for c in candidates if (c / CONFIG_FILE).is_file()]
         if not runs:
             raise DataError(
-                f"{path}: no run folders found (a run folder holds metrics.json and {CONFIG_FILE})"
+                f"{path}: no run folders found (a run folder holds {CONFIG_FILE} and, once the "
+                f"run has finished, {METRICS_FILE})"
             )
         found.update(dict.fromkeys(c.resolve() for c in runs))
-        unfinished.update(
-            dict.fromkeys(c.resolve() for c in candidates[1:] if not is_run_folder(c))
-        )
-    return sorted(found, key=_natural_key), sorted(unfinished, key=_natural_key)
+    return sorted(found, key=_natural_key)
 
 
 def _natural_key(path: Path) -> list:
@@ -99,7 +134,9 @@ def _natural_key(path: Path) -> list:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]
 
 
-def load_run(path: Path, trust: Trust = GUARD_ONLY) -> Run:
+def load_run(path: Path, trust: Trust = GUARD_ONLY) -> Run | SetAside:
+    """The finished training run in a folder, or why the folder is set aside. Only a folder
+    whose config cannot be read at all, or that the guard refuses, is an error."""
     config_path = path / CONFIG_FILE
     try:
         config = OmegaConf.load(config_path)
@@ -108,7 +145,29 @@ def load_run(path: Path, trust: Trust = GUARD_ONLY) -> Run:
     if not isinstance(config, DictConfig):
         raise DataError(f"{config_path}: expected a mapping of config keys")
     check_untrusted(config, str(config_path), trust)  # before any value of it is resolved
-    metrics = read_metrics(path)
+    if _get(config, "trainer.fast_dev_run"):
+        return SetAside(path, "fast_dev_run", "trainer.fast_dev_run: one batch of each split")
+    if _get(config, "ckpt_path") and _get(config, "model") is None:
+        return SetAside(path, "evaluation", f"evaluates `{_get(config, 'ckpt_path')}`")
+    if not (path / METRICS_FILE).is_file():
+        return SetAside(path, "unfinished", "no metrics.json: still running, killed or crashed")
+    try:
+        raw = json.loads((path / METRICS_FILE).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        return SetAside(path, "unfinished", f"metrics.json is not readable JSON ({err})")
+    status = raw.get("status") if isinstance(raw, dict) else None
+    if status == "fast_dev_run":
+        return SetAside(path, "fast_dev_run", "trainer.fast_dev_run: one batch of each split")
+    if status == "interrupted":
+        epochs = raw.get("epochs_completed")
+        done = f" after {_count(epochs, 'epoch')}" if isinstance(epochs, int) else ""
+        return SetAside(path, "interrupted", f"interrupted (Ctrl-C){done}; not resumed")
+    if status not in FINISHED:
+        return SetAside(path, "failed", f"status `{status}` in metrics.json")
+    try:
+        metrics = read_metrics(path)
+    except DataError as err:
+        return SetAside(path, "unfinished", str(err).replace(f"{path / METRICS_FILE}: ", ""))
     return Run(path, config, metrics, read_history(path, metrics))
 
 
@@ -186,11 +245,33 @@ def _snake(class_name: str) -> str:
 
 
 def _shown(value: Any) -> str:
+    """A config value as a reader wants it: floats to 3 significant digits (an Optuna trial's
+    0.0012345678901 is 0.00123), lists in brackets, nothing as a dash."""
     if value is None:
         return "–"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:.3g}"
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_shown(v) for v in value) + "]"
     return str(value)
+
+
+def short_names(keys: Sequence[str]) -> dict[str, str]:
+    """Each dotted key by its shortest distinct tail: model.optimizer.lr -> lr, but
+    model.network.dropout and model.network.lora.dropout -> network.dropout, lora.dropout."""
+    names = {}
+    for key in keys:
+        parts = key.split(".")
+        for n in range(1, len(parts) + 1):
+            tail = ".".join(parts[-n:])
+            if not any(
+                other != key and (other == tail or other.endswith("." + tail)) for other in keys
+            ):
+                break
+        names[key] = tail
+    return names
 
 
 def group_runs(runs: Sequence[Run]) -> list[Configuration]:
@@ -244,14 +325,30 @@ def format_mean_std(values: Sequence[float]) -> str:
     return f"{mean:.4f}" if np.isnan(std) else f"{mean:.4f} ± {std:.4f}"
 
 
-def _label(index: int, conf: Configuration, varying: Sequence[str]) -> str:
+def _label(index: int, conf: Configuration, varying: Sequence[str], names: dict[str, str]) -> str:
     """`#index` and what sets the row apart, for the tables and figures after the first."""
     shown = [
-        conf.columns[n] if n in ("model", "data") else f"{n}={conf.columns[n]}"
+        conf.columns[n] if n in ("model", "data") else f"{names.get(n, n)}={conf.columns[n]}"
         for n in varying
         if n != "split protocol" and conf.columns[n] != "–"
     ]
     return f"#{index} " + ", ".join(shown)
+
+
+def format_budget(runs: Sequence[Run]) -> str:
+    """The epochs the runs trained, of how many allowed, and how many early stopping ended:
+    `2 of 2`, `6-10 of 10, 2 of 3 stopped early`; `–` without epochs (fitted in one pass)."""
+    epochs = sorted({len(run.history) for run in runs})
+    if epochs == [0]:
+        return "–"
+    caps = {run.max_epochs for run in runs}
+    span = str(epochs[0]) if len(epochs) == 1 else f"{epochs[0]}-{epochs[-1]}"
+    cap = caps.pop() if len(caps) == 1 else None
+    text = f"{span} of {cap}" if cap else span
+    stopped = sum(1 for run in runs if run.stopped_early)
+    if stopped:
+        text += ", stopped early" if len(runs) == 1 else f", {stopped} of {len(runs)} stopped early"
+    return text
 
 
 def mean_curves(conf: Configuration) -> dict[str, np.ndarray]:
@@ -281,12 +378,13 @@ def mean_confusion(conf: Configuration) -> np.ndarray | None:
 
 
 def build_report(
-    runs: Sequence[Run], out_dir: Path, sources: Sequence[Path], unfinished: Sequence[Path]
+    runs: Sequence[Run], out_dir: Path, sources: Sequence[Path], set_aside: Sequence[SetAside]
 ) -> list[Block]:
     """The report's blocks; writes its two figures into out_dir."""
     configurations = group_runs(runs)
     varying, common = fold_common_columns(configurations)
-    labels = [_label(i, c, varying) for i, c in enumerate(configurations, start=1)]
+    names = short_names([n for n in varying if "." in n])
+    labels = [_label(i, c, varying, names) for i, c in enumerate(configurations, start=1)]
     blocks: list[Block] = [
         ("h1", "emoclip comparison report"),
         (
@@ -296,25 +394,50 @@ def build_report(
             + ", ".join(f"`{p}`" for p in sources)
             + ". The runs of a row differ only in `seed`, `data.fold` or output paths. "
             "Metrics are on each run's test split (best checkpoint); "
-            "mean ± sample standard deviation over the runs of the row.",
+            "mean ± sample standard deviation over the runs of the row."
+            + (
+                f" {_count(len(set_aside), 'folder')} that {'is' if len(set_aside) == 1 else 'are'}"
+                " not a finished training run "
+                f"{'is' if len(set_aside) == 1 else 'are'} listed at the end, not counted."
+                if set_aside
+                else ""
+            ),
         ),
     ]
     if common:
         blocks.append(("p", "Common to all rows:"))
         blocks.append(("ul", [f"`{name}`: {value}" for name, value in common.items()]))
+    renamed = {n: names[n] for n in varying if n in names and names[n] != n}
+    if renamed:
+        blocks.append(
+            (
+                "p",
+                "Columns: " + "; ".join(f"`{short}` is `{key}`" for key, short in renamed.items()),
+            )
+        )
 
-    headers = ["row", *varying, "runs", "test acc", "test macro-F1"]
+    headers = ["row", *(names.get(n, n) for n in varying), "runs", "epochs"]
+    headers += ["test acc", "test macro-F1"]
     rows = [
         [
             f"#{i}",
             *(c.columns[n] for n in varying),
             str(len(c.runs)),
+            format_budget(c.runs),
             format_mean_std(c.values("test/acc")),
             format_mean_std(c.values("test/f1_macro")),
         ]
         for i, c in enumerate(configurations, start=1)
     ]
-    blocks += [("h2", "Results"), ("table", headers, rows)]
+    blocks += [
+        ("h2", "Results"),
+        (
+            "p",
+            "`epochs`: the epochs trained, of `trainer.max_epochs`, and how many runs early "
+            "stopping ended.",
+        ),
+        ("table", headers, rows),
+    ]
 
     classes = list(dict.fromkeys(k for c in configurations for k in c.runs[0].metrics["classes"]))
     rows = []
@@ -373,7 +496,11 @@ def build_report(
         plot_overlaid_curves(curves, metrics, out_dir / CURVES_PNG)
         blocks += [
             ("h2", "Validation curves"),
-            ("p", "Per training epoch, mean over the row's runs."),
+            (
+                "p",
+                "Per training epoch, mean over the row's runs (over fewer runs where some "
+                "stopped earlier); a star marks each row's best epoch.",
+            ),
             ("img", CURVES_PNG, "validation accuracy and macro-F1 per epoch, one line per row"),
         ]
     else:
@@ -382,29 +509,31 @@ def build_report(
     rows = [
         [
             f"#{i}",
-            f"`{_relative(run.path, out_dir)}`",
+            _folder_link(run.path, out_dir),
             _shown(_get(run.config, "seed")),
             _shown(_get(run.config, "data.fold")),
+            format_budget([run]),
             f"{run.metrics['test/acc']:.4f}",
             f"{run.metrics['test/f1_macro']:.4f}",
         ]
         for i, conf in enumerate(configurations, start=1)
         for run in conf.runs
     ]
-    blocks += [
-        ("h2", "Runs"),
-        ("table", ["row", "run folder", "seed", "fold", "test acc", "test macro-F1"], rows),
-    ]
-    if unfinished:
-        blocks += [
-            (
-                "p",
-                f"Not included: {_count(len(unfinished), 'folder')} with a config but no "
-                "metrics.json (unfinished or failed runs):",
-            ),
-            ("ul", [f"`{_relative(p, out_dir)}`" for p in unfinished]),
-        ]
+    headers = ["row", "run folder", "seed", "fold", "epochs", "test acc", "test macro-F1"]
+    blocks += [("h2", "Runs"), ("table", headers, rows)]
+    if set_aside:
+        blocks.append(("h2", "Not counted"))
+        for kind, title in SET_ASIDE.items():
+            folders = [f for f in set_aside if f.kind == kind]
+            if folders:
+                items = [f"{_folder_link(f.path, out_dir)}: {f.reason}" for f in folders]
+                blocks += [("h3", f"{title}: {len(folders)}"), ("ul", items)]
     return blocks
+
+
+def _folder_link(path: Path, out_dir: Path) -> str:
+    relative = _relative(path, out_dir)
+    return link(f"`{relative}`", f"{relative}/")
 
 
 def _count(n: int, noun: str) -> str:
@@ -424,11 +553,17 @@ def write_report(
     paths: Sequence[Path], out_dir: Path | None = None, trust: Trust = GUARD_ONLY
 ) -> list[Path]:
     """Write report.md, report.html and their figures; return the paths of the two pages."""
-    run_paths, unfinished = find_run_folders(paths)
-    runs = [load_run(p, trust) for p in run_paths]
+    loaded = [load_run(p, trust) for p in find_run_folders(paths)]
+    runs = [r for r in loaded if isinstance(r, Run)]
+    set_aside = [r for r in loaded if isinstance(r, SetAside)]
+    if not runs:
+        reasons = "; ".join(f"{r.path}: {r.reason}" for r in set_aside)
+        raise DataError(
+            f"no finished training runs to compare under {', '.join(map(str, paths))} ({reasons})"
+        )
     out_dir = out_dir or default_out_dir(paths)
     out_dir.mkdir(parents=True, exist_ok=True)
-    blocks = build_report(runs, out_dir, paths, unfinished)
+    blocks = build_report(runs, out_dir, paths, set_aside)
     markdown, page = out_dir / "report.md", out_dir / "report.html"
     markdown.write_text(to_markdown(blocks))
     page.write_text(to_html(blocks))

@@ -44,7 +44,6 @@ from omegaconf import DictConfig, OmegaConf
 from emoclip import __version__
 from emoclip.atomic import write_atomically, write_error
 from emoclip.errors import DataError, RunFolderError, TrainingError, WriteError
-from emoclip.plots import plot_confusion, plot_curves
 
 try:
     import fcntl
@@ -123,10 +122,12 @@ def write_results(
     """Write the plots, splits.json, then metrics.json (flat `stage/metric` keys, the per-epoch
     `history` of training, "status": finished unless `extra` says otherwise, plus `extra`),
     each atomically; return the metrics."""
+    from emoclip.plots import plot_confusion, plot_curves  # matplotlib: only when writing
+
     metrics = {"status": FINISHED, **flat_metrics(classes, results), **(extra or {})}
     if history:
         metrics["history"] = list(history)
-        plot_curves(history, run_dir / "plots" / "curves.png")
+        plot_curves(history, run_dir / "plots" / "curves.png", best=results.get("val"))
     for stage, name in (("val", "validation"), ("test", "test")):
         matrix = results.get(stage, {}).get(f"{stage}/confusion_matrix")
         if matrix is not None:

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import lightning as L
 import torch
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from emoclip.cli import config_dir  # noqa: F401 (its home is emoclip.cli, light for the entries)
 from emoclip.data.datamodule import EmotionDataModule
 from emoclip.data.tokenizer import build_tokenizer, is_trained, tokenizer_to_json
 from emoclip.errors import ConfigError
@@ -24,15 +24,6 @@ from emoclip.models.task import TaskSpec
 from emoclip.models.towers.open_clip import default_bpe_vocab
 
 log = logging.getLogger(__name__)
-
-
-def config_dir() -> str:
-    """conf/ beside the package in a source checkout, emoclip/conf inside an installed wheel."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "conf", here.parent / "conf"):
-        if (candidate / "train.yaml").is_file():
-            return str(candidate)
-    raise FileNotFoundError(f"no Hydra config folder (conf/train.yaml) next to {here}")
 
 
 def prepare_process(seed: int) -> None:

@@ -12,19 +12,20 @@ from __future__ import annotations
 import csv
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher
 from omegaconf import DictConfig, OmegaConf
 
 from emoclip.atomic import open_atomically
 from emoclip.errors import ConfigError, DataError
 from emoclip.run_folder import finished_metrics
+
+if TYPE_CHECKING:  # Hydra imports this module (its callback) before every job: no Lightning
+    import lightning as L
 
 log = logging.getLogger(__name__)
 TRIALS = "trials.csv"
@@ -40,6 +41,8 @@ def sweep_dir() -> Path | None:
 def check_launchable(trainer: L.Trainer) -> None:
     """Lightning's DDP starts its other processes by running the command line again; inside a
     local multirun that command is the whole sweep. Under SLURM, SLURM starts them instead."""
+    from lightning.pytorch.strategies.launchers import _SubprocessScriptLauncher
+
     strategy = trainer.strategy
     relaunches = isinstance(strategy.launcher, _SubprocessScriptLauncher) and not (
         strategy.cluster_environment.creates_processes_externally

@@ -4,28 +4,19 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hydra
-import lightning as L
-from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
-from emoclip import tracking
-from emoclip.checkpoint_io import checkpoint_identity
-from emoclip.cli import run_reporting_errors
+from emoclip.cli import config_dir, run_entry
 from emoclip.errors import ConfigError
-from emoclip.resume import Resume, plan_resume
-from emoclip.run_folder import RunFolder, flat_metrics, summary, write_results
-from emoclip.study import (
-    Study,
-    build_study,
-    build_trainer,
-    config_dir,
-    is_training_free,
-    prepare_process,
-)
-from emoclip.sweep import check_launchable
-from emoclip.trust import Trust
+
+if TYPE_CHECKING:  # the entry imports only what Hydra needs; the work imports the rest
+    import lightning as L
+
+    from emoclip.resume import Resume
+    from emoclip.study import Study
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +27,16 @@ def train(cfg: DictConfig) -> dict:
     The run folder's rules (emoclip.run_folder): everything that may refuse the run is checked
     before anything is written; the folder is locked while this run writes it; metrics.json is
     written last and says how the run ended."""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    from emoclip import tracking
+    from emoclip.early_stopping import small_validation_warning
+    from emoclip.resume import plan_resume
+    from emoclip.run_folder import RunFolder, summary
+    from emoclip.study import build_study, build_trainer, prepare_process
+    from emoclip.sweep import check_launchable
+    from emoclip.trust import Trust
+
     run_dir = Path(cfg.paths.output_dir)
     folder = RunFolder(run_dir, entry="train", writes=rank_zero_only.rank == 0)
     with folder.session():
@@ -50,6 +51,11 @@ def train(cfg: DictConfig) -> dict:
         study = build_study(cfg)
         trainer = build_trainer(cfg, study_callbacks=study.callbacks)
         check_launchable(trainer)
+        warning = small_validation_warning(
+            cfg, len(study.datamodule.load_records()["val"]), len(study.datamodule.classes)
+        )
+        if warning and not study.module.network.fitted_in_one_pass:
+            log.warning(warning)
         folder.begin(cfg, starting_over=resume.in_place and resume.checkpoint is None)
         metrics = fit_and_record(study, trainer, resume, run_dir)
     if trainer.is_global_zero:
@@ -58,6 +64,8 @@ def train(cfg: DictConfig) -> dict:
 
 
 def check_trainable(cfg: DictConfig) -> None:
+    from emoclip.study import is_training_free
+
     if is_training_free(cfg.model):
         raise ConfigError(
             f"model={cfg.model.name} is not trained: evaluate it with "
@@ -77,6 +85,10 @@ def check_trainable(cfg: DictConfig) -> None:
 
 def fit_and_record(study: Study, trainer: L.Trainer, resume: Resume, run_dir: Path) -> dict:
     """Train, test, and (rank 0) write the run folder's results; return the metrics."""
+    from emoclip import tracking
+    from emoclip.checkpoint_io import checkpoint_identity
+    from emoclip.run_folder import flat_metrics, summary, write_results
+
     earlier_rows = {}
     if resume.in_place:
         earlier_rows = tracking.csv_rows_before(trainer.loggers, resume.global_step)
@@ -140,7 +152,7 @@ def fit_on_frozen_features(study: Study, trainer: L.Trainer, run_dir: Path) -> d
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    metrics = run_reporting_errors(lambda: train(cfg))
+    metrics = run_entry(cfg, lambda: train(cfg))
     return metrics.get(cfg.get("monitor"))
 
 

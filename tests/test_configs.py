@@ -39,8 +39,6 @@ OPTIONS += [
 
 @pytest.mark.parametrize(("group", "name"), OPTIONS, ids=[f"{g}={n}" for g, n in OPTIONS])
 def test_option_composes_and_resolves(group, name, tmp_path):
-    if group in ("model", "data") and name == "default":
-        pytest.skip(f"{group}/default is the shared base of the {group} files")
     cfg = compose_train([f"{group}={name}"], tmp_path)
     container = OmegaConf.to_container(cfg, resolve=True)
     assert container["paths"]["output_dir"] == str(tmp_path)

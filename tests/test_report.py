@@ -103,14 +103,11 @@ def test_a_swept_key_becomes_a_column_and_ablations_show(tmp_path):
 
     md = (sweep / "report.md").read_text()
     rows = table(md, "row")
-    assert [row["model.optimizer.lr"] for row in rows] == ["0.001", "0.01"]
+    assert [row["lr"] for row in rows] == ["0.001", "0.01"]
     assert [row["runs"] for row in rows] == ["3", "3"]
     assert "- `model`: clip_fusion" in md and "- `fusion`: concat" in md
     ablation = table_after(md, "Per-modality ablation")
-    assert [row["row"] for row in ablation] == [
-        "#1 model.optimizer.lr=0.001",
-        "#2 model.optimizer.lr=0.01",
-    ]
+    assert [row["row"] for row in ablation] == ["#1 lr=0.001", "#2 lr=0.01"]
     assert ablation[0]["text only"] == "0.9000 ± 0.0000"
     assert ablation[0]["image only"] == "0.1500 ± 0.0000"
 
@@ -152,14 +149,68 @@ def test_html_is_escaped(tmp_path):
     assert "<b>" not in page
 
 
-def test_unfinished_runs_are_listed_not_counted(tmp_path):
+def test_folders_that_are_no_finished_run_are_listed_apart_never_counted(tmp_path):
+    """Issue 11's item 5: a Ctrl-C'd run used to stop the report ("missing test/acc")."""
     fake_run(tmp_path / "0", [], 0.5, 0.4)
-    (tmp_path / "1" / ".hydra").mkdir(parents=True)
-    (tmp_path / "1" / ".hydra" / "config.yaml").write_text("seed: 1\n")
+    fake_run(tmp_path / "ctrl_c", [], 0.9, 0.9, status="interrupted", epochs_completed=3)
+    fake_run(tmp_path / "diverged", [], 0.9, 0.9, status="diverged")
+    fake_run(tmp_path / "smoke", ["debug=fdr"], 0.9, 0.9)
+    (tmp_path / "killed" / ".hydra").mkdir(parents=True)
+    (tmp_path / "killed" / ".hydra" / "config.yaml").write_text("seed: 1\n")
+    fake_run(tmp_path / "empty", [], 0.9, 0.9)
+    (tmp_path / "empty" / "metrics.json").write_text("")
+    fake_run(tmp_path / "partial", [], 0.9, 0.9)
+    (tmp_path / "partial" / "metrics.json").write_text(json.dumps({"classes": CLASSES}))
+    evaluation = tmp_path / "eval"
+    (evaluation / ".hydra").mkdir(parents=True)
+    (evaluation / ".hydra" / "config.yaml").write_text("name: eval\nckpt_path: 0/best.ckpt\n")
+    (evaluation / "metrics.json").write_text(json.dumps({"classes": CLASSES, "test/acc": 0.9}))
     main([str(tmp_path)])
+
     md = (tmp_path / "report.md").read_text()
     assert "1 run in 1 configuration" in md
-    assert "Not included: 1 folder with a config but no metrics.json" in md and "- `1`" in md
+    (row,) = table(md, "row")
+    assert row["test acc"] == "0.5000"  # none of the 0.9s
+    assert "7 folders that are not a finished training run are listed at the end" in md
+    for heading, item in (
+        ("Interrupted runs: 1", "- [`ctrl_c`](ctrl_c/): interrupted (Ctrl-C) after 3 epochs"),
+        ("Failed runs: 1", "- [`diverged`](diverged/): status `diverged` in metrics.json"),
+        ("Unfinished runs: 3", "- [`killed`](killed/): no metrics.json"),
+        ("fast_dev_run smoke tests", "- [`smoke`](smoke/): trainer.fast_dev_run"),
+        ("Evaluations of a checkpoint", "- [`eval`](eval/): evaluates `0/best.ckpt`"),
+    ):
+        assert f"### {heading}" in md and item in md, heading
+    assert "- [`empty`](empty/): metrics.json is not readable JSON" in md
+    assert "- [`partial`](partial/): missing test/acc, test/f1_macro" in md
+    page = (tmp_path / "report.html").read_text()
+    assert '<a href="ctrl_c/"><code>ctrl_c</code></a>' in page
+
+
+def test_only_unfinished_runs_is_a_clear_error(tmp_path):
+    fake_run(tmp_path / "0", [], 0.5, 0.4, status="interrupted")
+    with pytest.raises(SystemExit, match="no finished training runs to compare .*interrupted"):
+        main([str(tmp_path)])
+
+
+def test_the_budget_and_short_rounded_labels(tmp_path):
+    """An Optuna sweep: long unrounded values of dotted keys become short labels; the epochs
+    each row trained show, early stopping included, even when the same in every row."""
+    lrs = (0.0001329291894316216, 0.0029106359131330704)
+    for job, lr in enumerate(lrs):
+        overrides = [f"model.optimizer.lr={lr}", "model.network.dropout=0.4753571532049581"]
+        overrides += ["trainer.max_epochs=4"]
+        history = [{"epoch": e, "val/acc": 0.5} for e in range(4 - job)]
+        if job:
+            history[-1]["stopped_early"] = True
+        fake_run(tmp_path / str(job), overrides, 0.5, 0.4, history=history)
+    main([str(tmp_path)])
+
+    md = (tmp_path / "report.md").read_text()
+    rows = table(md, "row")
+    assert [row["lr"] for row in rows] == ["0.000133", "0.00291"]
+    assert [row["epochs"] for row in rows] == ["4 of 4", "3 of 4, stopped early"]
+    assert "`lr` is `model.optimizer.lr`" in md
+    assert table_after(md, "Per-class")[0]["row"] == "#1 lr=0.000133"
 
 
 def test_run_folders_can_be_listed_and_the_report_put_elsewhere(tmp_path):
@@ -178,18 +229,8 @@ def test_no_run_folders_is_a_clear_error(tmp_path):
         main([str(tmp_path / "nowhere")])
 
 
-def test_unreadable_run_files_are_a_clear_error(tmp_path):
+def test_an_unreadable_config_is_a_clear_error(tmp_path):
     run = fake_run(tmp_path / "0", [], 0.5, 0.4)
-    fake_run(tmp_path / "1", [], 0.7, 0.6)
-    (run / "metrics.json").write_text("{not json")  # half-written: a run that did not finish
-    main([str(tmp_path)])
-    md = (tmp_path / "report.md").read_text()
-    assert [row["runs"] for row in table(md, "row")] == ["1"]  # listed, not counted
-    assert "`0`" in md.split("Not included: 1 folder", 1)[1]
-    (tmp_path / "1" / "metrics.json").unlink()
-    (run / "metrics.json").write_text(json.dumps({"classes": CLASSES, "test/acc": 0.5}))
-    with pytest.raises(SystemExit, match="missing test/f1_macro"):
-        main([str(tmp_path)])
     (run / ".hydra" / "config.yaml").write_text("model: [unclosed\n")
     with pytest.raises(SystemExit, match=re.escape(f"{run / '.hydra' / 'config.yaml'}: not a")):
         main([str(tmp_path)])

@@ -1,0 +1,85 @@
+"""Offline runs fail in seconds: the Hugging Face hub is checked once, at the start of an entry.
+
+When a run may download (its config names a hub id, or it reads a checkpoint whose config may),
+and the hub cannot be reached, HF_HUB_OFFLINE=1 is set before any Hugging Face library is
+imported: loading then uses the local cache and folders only, and what is not there fails at
+once with emoclip's message (emoclip.models.clip_backbone), instead of minutes of retries.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+PROBE_SECONDS = 3.0
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def hub_endpoint() -> str:
+    return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+
+
+def hub_reachable(endpoint: str, seconds: float = PROBE_SECONDS) -> bool:
+    """Whether an HTTP request to the hub gets any answer within `seconds` (proxies from the
+    environment are used, as the hub's own client does)."""
+    answered = threading.Event()
+
+    def probe() -> None:
+        try:
+            urllib.request.urlopen(urllib.request.Request(endpoint, method="HEAD"), timeout=seconds)
+        except urllib.error.HTTPError:  # an answer, if not a 200
+            pass
+        except (OSError, ValueError):
+            return
+        answered.set()
+
+    # A thread: name resolution is not bounded by the socket timeout.
+    threading.Thread(target=probe, daemon=True).start()
+    return answered.wait(seconds + 0.5)
+
+
+def hub_ids(node: Any) -> Iterator[str]:
+    """Strings in a config that look like hub model ids (`org/name`) and are no local path."""
+    if isinstance(node, dict):
+        for value in node.values():
+            yield from hub_ids(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from hub_ids(value)
+    elif isinstance(node, str) and _HUB_ID.match(node) and not Path(node).exists():
+        yield node
+
+
+def go_offline_if_hub_unreachable(config: dict) -> bool:
+    """Set HF_HUB_OFFLINE=1 when the run may download and the hub cannot be reached; return
+    whether the run is offline. `config` is the entry's config as a plain container."""
+    if any(os.environ.get(name, "").strip() not in ("", "0") for name in OFFLINE_VARIABLES):
+        return True
+    wanted = sorted(set(hub_ids(config.get("model"))))
+    if not wanted and not config.get("ckpt_path"):
+        return False  # nothing to download (the tiny CLIP, a word-level tokenizer)
+    endpoint = hub_endpoint()
+    if hub_reachable(endpoint):
+        return False
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    constants = sys.modules.get("huggingface_hub.constants")
+    if constants is not None:  # imported already (a test, an earlier job of a sweep)
+        constants.HF_HUB_OFFLINE = True
+    log.warning(
+        "%s cannot be reached: working offline (HF_HUB_OFFLINE=1)%s; models and tokenizers "
+        "load from the Hugging Face cache (HF_HOME) or from local folders only",
+        endpoint,
+        f" for {', '.join(wanted)}" if wanted else "",
+    )
+    return True

@@ -1,0 +1,142 @@
+"""Config mistakes Hydra lets through are one clear error, before the heavy imports."""
+
+import contextlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException
+from omegaconf import open_dict
+
+from emoclip.cli import config_dir
+from emoclip.config_checks import check_target_parameters, unread_added_keys
+from emoclip.errors import ConfigError
+
+CONF = Path(config_dir())
+
+
+@contextlib.contextmanager
+def hydra_job(overrides: list[str], config_name: str = "train"):
+    """The job config as Hydra hands it to the task function, with HydraConfig set."""
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
+        HydraConfig.instance().set_config(cfg)
+        with open_dict(cfg):
+            del cfg["hydra"]
+        try:
+            yield cfg
+        finally:
+            HydraConfig.instance().cfg = None
+
+
+def check(overrides: list[str], config_name: str = "train") -> None:
+    with hydra_job(overrides, config_name) as cfg:
+        check_target_parameters(cfg, unread_added_keys(cfg))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        # Hydra's own advice for `data.text_root=...` on the synthetic set; followed, it would
+        # train on the synthetic set as if nothing had been said.
+        (
+            ["+data.text_root=/data/dair"],
+            r"data.text_root is read by data=ckplus_dair\|dair_emotion, not by data=synthetic.*"
+            r"`data=ckplus_dair data.text_root=/data/dair`",
+        ),
+        (
+            ["model=text_lstm", "+model.network.unimodal_loss_weight=1"],
+            r"model.network.unimodal_loss_weight is read by model=clip_fusion, not by "
+            r"model=text_lstm",
+        ),
+        (["+model.fusion.num_heads=2"], r"read by model/fusion=cross_attention, not by .*concat"),
+        (["+sed=1"], r"sed: nothing reads this key.*did you mean seed\?"),
+        (["+data.dataset.sede=1"], r"data.dataset.sede: .*takes no 'sede'.*did you mean seed\?"),
+        (["+trainer.max_epoch=3"], r"lightning.pytorch.Trainer, which takes no 'max_epoch'"),
+        (["+model.backbone.colour=1"], r"model.backbone.colour: nothing reads this key"),
+    ],
+)
+def test_an_added_key_that_nothing_reads_is_an_error(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        check(overrides)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        [],
+        ["+trainer.num_sanity_val_steps=0"],  # a Trainer parameter the configs leave out
+        ["++trainer.max_epochs=3"],  # ++ on a key that is there: an ordinary override
+        ["data=dair_emotion", "data.text_root=/data/dair", "model=text_lstm"],
+        ["+callbacks.early_stopping.min_delta=0.01"],  # a parameter of its node's _target_
+    ],
+)
+def test_added_keys_that_are_read_pass(overrides):
+    check(overrides)
+
+
+def test_eval_checks_its_own_config():
+    with pytest.raises(ConfigError, match="ckpt: nothing reads this key"):
+        check(["+ckpt=x.ckpt"], config_name="eval")
+
+
+@pytest.mark.parametrize("group", ["data", "model", "trainer"])
+def test_base_configs_are_not_offered_as_choices(group, tmp_path):
+    """`model=default` was offered by --help and failed with a 226-line traceback: the bases
+    live outside the groups now (conf/base_<group>.yaml), and every option names its base."""
+    options = {p.stem for p in (CONF / group).glob("*.yaml")}
+    assert "default" not in options and (CONF / f"base_{group}.yaml").is_file()
+    for path in (CONF / group).glob("*.yaml"):
+        defaults = (yaml.safe_load(path.read_text()) or {}).get("defaults", [])
+        starts_from = [d for d in defaults if isinstance(d, str) and d != "_self_"]
+        assert starts_from, f"{path} has no base in its defaults"
+        assert starts_from[0] in (f"/base_{group}@_here_", *options), path
+    with (
+        initialize_config_dir(str(CONF), version_base="1.3"),
+        pytest.raises(HydraException, match=f"Could not find '{group}/default'"),
+    ):
+        compose("train", overrides=[f"{group}=default"])
+
+
+LIGHT_ENTRY = """
+import runpy, sys
+for module, *args in ({runs}):
+    sys.argv = [module, *args]
+    try:
+        runpy.run_module(module, run_name="__main__")
+    except SystemExit as done:
+        print(module, "->", done.code, flush=True)
+heavy = [m for m in ("torch", "lightning", "transformers", "matplotlib") if m in sys.modules]
+print("heavy modules imported:", heavy)
+"""
+
+
+def test_config_errors_come_before_the_heavy_imports(tmp_path):
+    """Each entry's config error is printed before torch, Lightning or transformers load."""
+    runs = [
+        ("emoclip.train", "+data.text_root=/x", f"hydra.run.dir={tmp_path}/train"),
+        ("emoclip.evaluate", "+ckpt=x", f"hydra.run.dir={tmp_path}/eval"),
+        ("emoclip.explain", "+ckpt=x", f"hydra.run.dir={tmp_path}/explain"),
+        ("emoclip.predict", "+ckpt=x"),
+    ]
+    result = subprocess.run(
+        [sys.executable, "-c", LIGHT_ENTRY.format(runs=repr(runs))],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("emoclip.train -> emoclip: data.text_root is read by data=")
+    for line, module in zip(lines[1:4], ("evaluate", "explain", "predict"), strict=True):
+        assert line.startswith(f"emoclip.{module} -> emoclip: ckpt: nothing reads this key")
+    assert lines[-1] == "heavy modules imported: []"
+    # The error is in the run folder's train.log too, and no run started.
+    log = (tmp_path / "train" / "train.log").read_text()
+    assert "emoclip: data.text_root is read by" in log
+    assert not (tmp_path / "train" / "metrics.json").exists()
