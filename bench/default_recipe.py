@@ -49,6 +49,10 @@ CANDIDATES: dict[str, list[str]] = {
     "uni1_noaug": ["model.network.unimodal_loss_weight=1.0", "data.augment=null"],
     "uni05": ["model.network.unimodal_loss_weight=0.5"],
     "uni2": ["model.network.unimodal_loss_weight=2.0"],
+    # A small CNN as the image tower beside CLIP's text tower (issue 13's model/image_tower=;
+    # these two need its config layout).
+    "cnn_tower": ["model/image_tower=cnn"],
+    "cnn_tower_uni1": ["model/image_tower=cnn", "model.network.unimodal_loss_weight=1.0"],
 }
 SCOPES = ("test", "test_text_only", "test_image_only")  # what trainer.test computes
 

@@ -1,9 +1,9 @@
 """Checks of a composed config that Hydra does not make: a key added on the command line
 (`+key=value`) that nothing reads is an error, not a setting silently ignored.
 
-Hydra answers `data.text_root=/x` on a data config without that key with "use
-+data.text_root=/x"; followed, that advice would train on the synthetic set, since no part of
-data=synthetic reads text_root. So every key added by a `+` (or `++`) override must be read:
+Hydra answers `data.dataset.text_column=post` on a data config without that key with "use
++data.dataset.text_column=post"; followed, that advice would train on the synthetic set, since
+no part of data=synthetic reads text_column. So every key added by a `+` (or `++`) override must be read:
 interpolated by another value, defined by the chosen option of its config group (otherwise the
 error names the options that define it), or a parameter of the `_target_` it is passed to.
 

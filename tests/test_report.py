@@ -80,7 +80,7 @@ def test_seeds_of_one_config_are_one_row(tmp_path):
     assert "Common to all rows:" in md
     assert "- `data`: synthetic" in md and "- `split protocol`: generated (synthetic)" in md
     assert "data" not in rows["text_lstm"] and "split protocol" not in rows["text_lstm"]
-    per_class = {row["row"].split()[-1]: row for row in table_after(md, "Per-class")}
+    per_class = {row["row"].split()[1].rstrip(","): row for row in table_after(md, "Per-class")}
     assert per_class["text_lstm"]["happiness"] == "0.5100"  # mean of 0.4 + 0.01, 0.6 + 0.01
     assert "Per-modality ablation" not in md  # no paired study here
     page = (sweep / "report.html").read_text()

@@ -261,7 +261,7 @@ def test_a_checkpoint_with_the_users_own_code_evaluates_with_the_flag(tmp_path, 
     module = f"mylab_{uuid.uuid4().hex[:8]}"
     (tmp_path / "lab").mkdir()
     (tmp_path / "lab" / f"{module}.py").write_text(
-        "from emoclip.models.text_lstm import TextLSTM\n\nclass MyNet(TextLSTM):\n    pass\n"
+        "from emoclip.models.tower_fusion import TowerFusion\n\nclass MyNet(TowerFusion):\n    pass\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path / "lab"))
     brief = ["trainer.max_epochs=1", "+trainer.limit_train_batches=2", *QUIET]
