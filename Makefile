@@ -18,14 +18,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -e ".[test]"
 	touch $(STAMP)
 
-train: $(STAMP) ## run the default study (CLIP fusion, tiny CLIP, synthetic data); ARGS= adds overrides
-	$(BIN)/emoclip-train $(ARGS)
+# Without ARGS: the default study (conf/experiment/demo.yaml); with ARGS: exactly those overrides.
+train: $(STAMP) ## run the default study (fusion of CLIP text + CNN image, synthetic data); ARGS= gives your own overrides
+	$(BIN)/emoclip-train $(or $(ARGS),experiment=demo)
 
+# One worker per CPU core (pytest-xdist); a test file stays on one worker, because the README
+# test runs its commands in order and several files share module-scoped trained runs.
 test: $(STAMP) ## run the tests (CPU, a few minutes)
-	$(BIN)/pytest $(ARGS)
+	$(BIN)/pytest -n auto --dist loadfile $(ARGS)
 
 test-fast: $(STAMP) ## the tests without the slow ones
-	$(BIN)/pytest -m "not slow" $(ARGS)
+	$(BIN)/pytest -n auto --dist loadfile -m "not slow" $(ARGS)
 
 lint: $(STAMP) ## ruff lint and format check
 	$(BIN)/ruff check emoclip tests bench

@@ -31,6 +31,8 @@ from omegaconf import DictConfig, OmegaConf
 from emoclip.errors import ConfigError
 
 _ABSENT = object()
+# Keys Hydra's instantiate reads itself rather than passing them to the target.
+INSTANTIATE_KEYS = frozenset({"_target_", "_partial_", "_args_", "_recursive_", "_convert_"})
 
 
 @dataclass
@@ -117,6 +119,8 @@ def unread_added_keys(cfg: DictConfig) -> list[PassedToTarget]:
 def check_target_parameters(cfg: DictConfig, pending: list[PassedToTarget]) -> None:
     """Each added key passed to a `_target_` must be a parameter of it (or land in **kwargs)."""
     for item in pending:
+        if item.parameter in INSTANTIATE_KEYS:
+            continue  # read by instantiate itself, e.g. +callbacks.mine._target_=...
         target = OmegaConf.select(cfg, f"{item.target_path}._target_")
         try:
             parameters = inspect.signature(get_object(target)).parameters

@@ -116,10 +116,11 @@ def _job_log_handlers() -> list[logging.FileHandler]:
 def copy_console_to_job_log() -> Iterator[Path | None]:
     """Within the block, everything written to stdout and stderr also goes to Hydra's job log
     file (train.log in the run folder), which then holds what the console showed instead of the
-    log records alone. Without a job log file (emoclip-predict), nothing changes. In the extra
-    processes of a DDP run (rank > 0) the job log file is dropped: rank 0 writes it."""
+    log records alone. Without a job log file (emoclip-predict), nothing changes. The extra
+    processes of a DDP run (rank > 0) keep their own job log of log records, as Hydra writes it."""
     handlers = _job_log_handlers()
-    if not handlers:
+    if not handlers or _process_rank() != 0:
+        # Another rank's job log (train_ddp_process_N.log) keeps Hydra's own log records.
         yield None
         return
     path = Path(handlers[0].baseFilename)
@@ -127,9 +128,6 @@ def copy_console_to_job_log() -> Iterator[Path | None]:
     for handler in handlers:
         root.removeHandler(handler)
         handler.close()
-    if _process_rank() != 0:
-        yield None
-        return
     console = {"stdout": sys.stdout, "stderr": sys.stderr}
     with path.open("a", encoding="utf-8") as log:
         tees = {name: _Tee(stream, log) for name, stream in console.items()}

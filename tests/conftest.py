@@ -102,7 +102,7 @@ def clip_towers(backbone: dict, **tower_settings) -> dict:
 
 
 def synthetic_texts(n: int = 200) -> list[str]:
-    from emoclip.data.synthetic import SyntheticEmotions
+    from emoclip.data.sources.synthetic import SyntheticEmotions
 
     return [
         r.text for r in SyntheticEmotions(train_size=n, val_size=7, test_size=7).splits()["train"]

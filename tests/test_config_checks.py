@@ -41,12 +41,12 @@ def check(overrides: list[str], config_name: str = "train") -> None:
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        # Hydra's own advice for `data.text_root=...` on the synthetic set; followed, it would
-        # train on the synthetic set as if nothing had been said.
+        # Hydra's own advice for `data.dataset.text_column=...` on the synthetic set; followed,
+        # it would train on the synthetic set as if nothing had been said.
         (
-            ["+data.text_root=/data/dair"],
-            r"data.text_root is read by data=ckplus_dair\|dair_emotion, not by data=synthetic.*"
-            r"`data=ckplus_dair data.text_root=/data/dair`",
+            ["+data.dataset.text_column=post"],
+            r"data.dataset.text_column is read by data=[a-z_|]*text_table[a-z_|]*, not by "
+            r"data=synthetic.*`data=\w+ data.dataset.text_column=post`",
         ),
         (
             ["model=text_lstm", "+model.network.unimodal_loss_weight=1"],
@@ -71,7 +71,7 @@ def test_an_added_key_that_nothing_reads_is_an_error(overrides, message):
         [],
         ["+trainer.num_sanity_val_steps=0"],  # a Trainer parameter the configs leave out
         ["++trainer.max_epochs=3"],  # ++ on a key that is there: an ordinary override
-        ["data=dair_emotion", "data.text_root=/data/dair", "model=text_lstm"],
+        ["data=dair_emotion", "data.root=/data/dair", "model=text_lstm"],
         ["+callbacks.early_stopping.min_delta=0.01"],  # a parameter of its node's _target_
     ],
 )
@@ -94,7 +94,8 @@ def test_base_configs_are_not_offered_as_choices(group, tmp_path):
         defaults = (yaml.safe_load(path.read_text()) or {}).get("defaults", [])
         starts_from = [d for d in defaults if isinstance(d, str) and d != "_self_"]
         assert starts_from, f"{path} has no base in its defaults"
-        assert starts_from[0] in (f"/base_{group}@_here_", *options), path
+        bases = (f"/base_{group}@_here_", f"/base_{group}@_global_.{group}")  # a source: at data
+        assert starts_from[0] in (*bases, *options), path
     with (
         initialize_config_dir(str(CONF), version_base="1.3"),
         pytest.raises(HydraException, match=f"Could not find '{group}/default'"),
@@ -118,7 +119,7 @@ print("heavy modules imported:", heavy)
 def test_config_errors_come_before_the_heavy_imports(tmp_path):
     """Each entry's config error is printed before torch, Lightning or transformers load."""
     runs = [
-        ("emoclip.train", "+data.text_root=/x", f"hydra.run.dir={tmp_path}/train"),
+        ("emoclip.train", "+data.dataset.text_column=x", f"hydra.run.dir={tmp_path}/train"),
         ("emoclip.evaluate", "+ckpt=x", f"hydra.run.dir={tmp_path}/eval"),
         ("emoclip.explain", "+ckpt=x", f"hydra.run.dir={tmp_path}/explain"),
         ("emoclip.predict", "+ckpt=x"),
@@ -132,11 +133,11 @@ def test_config_errors_come_before_the_heavy_imports(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("emoclip.train -> emoclip: data.text_root is read by data=")
+    assert lines[0].startswith("emoclip.train -> emoclip: data.dataset.text_column is read by")
     for line, module in zip(lines[1:4], ("evaluate", "explain", "predict"), strict=True):
         assert line.startswith(f"emoclip.{module} -> emoclip: ckpt: nothing reads this key")
     assert lines[-1] == "heavy modules imported: []"
     # The error is in the run folder's train.log too, and no run started.
     log = (tmp_path / "train" / "train.log").read_text()
-    assert "emoclip: data.text_root is read by" in log
+    assert "emoclip: data.dataset.text_column is read by" in log
     assert not (tmp_path / "train" / "metrics.json").exists()

@@ -47,7 +47,7 @@ def test_two_process_ddp_writes_one_run_folder_with_synced_metrics(tmp_path):
         "hydra.run.dir=run",
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "Starting with 2 processes" in result.stderr
+    assert "Starting with 2 processes" in result.stdout + result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no second run folder
     run_dir = tmp_path / "run"
     metrics = json.loads((run_dir / "metrics.json").read_text())

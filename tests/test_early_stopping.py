@@ -94,11 +94,11 @@ def test_predicts_one_class():
 
 
 def test_a_small_validation_split_is_named_with_the_options(tmp_path):
-    cfg = compose_train(["model=image_cnn", "data=ckplus", "data.image_root=/x"], tmp_path)
+    cfg = compose_train(["model=image_cnn", "data=ckplus", "data.root=/x"], tmp_path)
     message = small_validation_warning(cfg, val_size=20, num_classes=7)
     assert message.startswith("the validation split has 20 examples for 7 classes")
     for option in (
-        "data.dataset.split.val_fraction=",
+        "data.val_fraction=",
         "callbacks.early_stopping.patience (now 5)",
         "trainer.min_epochs=",
         "callbacks.early_stopping=null",

@@ -254,7 +254,9 @@ def test_the_entry_points_run_as_modules(checkpoints, test_examples, tmp_path):
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.splitlines()[0].startswith("emotion: ")
+    # The first line of the prediction (a notice that the hub is unreachable may come before).
+    printed = [line for line in result.stdout.splitlines() if "cannot be reached" not in line]
+    assert printed[0].startswith("emotion: ")
     assert not list(tmp_path.iterdir())  # prediction leaves no run folder behind
     explained = tmp_path / "explained"
     result = run(

@@ -5,7 +5,7 @@ import torch
 
 from emoclip.data.datamodule import EmotionDataModule
 from emoclip.data.length_batches import LengthBucketSampler
-from emoclip.data.synthetic import SyntheticEmotions
+from emoclip.data.sources.synthetic import SyntheticEmotions
 from emoclip.data.tokenizer import train_word_tokenizer
 
 

@@ -24,7 +24,7 @@ from tests.conftest import QUIET, TINY_CLIP, compose_train
 pytestmark = pytest.mark.slow
 
 TEXT = ["model=text_lstm"]
-IMAGE = ["model=image_cnn", "model.image_size=32"]
+IMAGE = ["model=image_cnn", "model.image_tower.image_size=32"]
 BOTH = ["model=clip_fusion", *TINY_CLIP, "model.backbone.image_size=32"]
 SMALL_SPLITS = ["data.val_fraction=0.2", "data.test_fraction=0.2"]
 POSTS = [

@@ -65,7 +65,8 @@ def upgrade_checkpoint(checkpoint: dict, path: str | Path) -> dict:
     checkpoint = dict(checkpoint)
     hparams = copy.deepcopy(checkpoint["hyper_parameters"])
     try:
-        hparams["model"] = upgrade(hparams["model"], hparams.get("data") or {})
+        hparams["data"] = upgrade_data(hparams.get("data") or {})
+        hparams["model"] = upgrade(hparams["model"], hparams["data"])
     except (KeyError, TypeError, AttributeError) as err:
         raise ConfigError(
             f"{path} was written by an earlier emoclip ({target}) and its config cannot be "
@@ -74,6 +75,41 @@ def upgrade_checkpoint(checkpoint: dict, path: str | Path) -> dict:
     checkpoint["hyper_parameters"] = hparams
     checkpoint["state_dict"] = upgrade_state_dict(checkpoint["state_dict"])
     return checkpoint
+
+
+# Data sources before each had its module (emoclip/data/sources/): the synthetic set is the
+# same set under its new name; the others were read from folders by keys that are gone.
+OLD_SYNTHETIC = "emoclip.data.synthetic.SyntheticEmotions"
+OLD_SOURCES = ("emoclip.data.sources.", OLD_SYNTHETIC)
+OLD_DATA_KEYS = ("image_root", "text_root", "manifest")
+
+
+def upgrade_data(data: dict) -> dict:
+    """A data config of the layout before data sources, in today's (a copy); today's unchanged."""
+    dataset = data.get("dataset") or {}
+    target = str(dataset.get("_target_", ""))
+    if not target.startswith(OLD_SOURCES) or target.count(".") != 3:
+        return data
+    data = {k: v for k, v in data.items() if k not in OLD_DATA_KEYS}
+    if target == OLD_SYNTHETIC:
+        data["dataset"] = {
+            **dataset,
+            "_target_": "emoclip.data.sources.synthetic.SyntheticEmotions",
+            "name": "synthetic",
+        }
+    else:
+        data["dataset"] = {"_target_": f"{__name__}.{old_data_source.__name__}", "source": target}
+    return data
+
+
+def old_data_source(source: str):
+    """Stands in for a data source of an earlier emoclip: its data cannot be read again from the
+    checkpoint's config, but another data config can be given."""
+    raise ConfigError(
+        f"this checkpoint was written by an earlier emoclip, whose data source {source} is read "
+        "differently today: evaluate it with emoclip-eval ckpt_path=... data=<source> "
+        "data.root=<folder> (emoclip-predict needs no data); or " + REBUILD
+    )
 
 
 def refuse_resuming(checkpoint: dict) -> None:
