@@ -251,6 +251,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", type=Path, default=REPO.parent / "shared" / "datasets")
     parser.add_argument("--only", nargs="*", help="family keys to run (default: all)")
+    parser.add_argument(
+        "--skip",
+        nargs="*",
+        default=[],
+        help="family keys left out of this run and of the written section (a CPU budget)",
+    )
     args = parser.parse_args()
     datasets = args.datasets.resolve()
     if not (datasets / "mvsa_single").is_dir():
@@ -270,7 +276,7 @@ def main() -> None:
     chosen, candidates = [], []
     weighting = None
     for family in families():
-        if args.only and family.key not in args.only:
+        if (args.only and family.key not in args.only) or family.key in args.skip:
             continue
         tried = []
         recipes = list(family.candidates)
