@@ -30,6 +30,7 @@ def pytest_collection_modifyitems(items):
         if module in KEEP_TOGETHER:
             item.add_marker(pytest.mark.xdist_group(module))
 
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = Path(
     os.environ.get("EMOCLIP_SHARED_DATASETS", REPO.parent / "shared" / "datasets")
