@@ -22,13 +22,13 @@ $(STAMP): pyproject.toml
 train: $(STAMP) ## run the default study (fusion of CLIP text + CNN image, synthetic data); ARGS= gives your own overrides
 	$(BIN)/emoclip-train $(or $(ARGS),experiment=demo)
 
-# One worker per CPU core (pytest-xdist); the files listed in tests/conftest.py (KEEP_TOGETHER)
-# stay on one worker each, because they share module-scoped trained runs or run in order.
+# One worker per CPU core (pytest-xdist); a test file runs whole on one worker, because the
+# README test runs its commands in order and several files share module-scoped trained runs.
 test: $(STAMP) ## run the tests (CPU, a few minutes)
-	$(BIN)/pytest -n auto --dist loadgroup $(ARGS)
+	$(BIN)/pytest -n auto --dist loadfile $(ARGS)
 
 test-fast: $(STAMP) ## the tests without the slow ones
-	$(BIN)/pytest -n auto --dist loadgroup -m "not slow" $(ARGS)
+	$(BIN)/pytest -n auto --dist loadfile -m "not slow" $(ARGS)
 
 lint: $(STAMP) ## ruff lint and format check
 	$(BIN)/ruff check emoclip tests bench

@@ -41,7 +41,7 @@ SHOWN_DATASETS = "../shared/datasets"  # how RESULTS.md names the data (from a c
 # The same budget for every emoclip model: epochs, early stopping on val macro-F1 (the
 # monitor), image side.
 BUDGET = ["trainer.max_epochs=10", "callbacks.early_stopping.patience=3"]
-IMAGE_64 = "model.image_size=64"  # the CNN's; the tiny CLIP's is 64 already
+IMAGE_64 = "model.image_tower.image_size=64"  # the CNN tower's; the tiny CLIP's is 64 already
 BALANCED = "model.class_weights=balanced"
 # The fusion recipe of the paired CK+ x DAIR study (issue 3): auxiliary per-modality losses.
 UNIMODAL = "model.network.unimodal_loss_weight=1.0"

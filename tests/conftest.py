@@ -7,30 +7,6 @@ from omegaconf import DictConfig
 
 from emoclip.study import config_dir
 
-# Test files whose tests share module-scoped trained runs, or run in order (the README test):
-# under `pytest -n auto --dist loadgroup` (make test) each stays on one worker; the tests of
-# every other file are spread one by one.
-KEEP_TOGETHER = {
-    "test_explain_predict",
-    "test_feature_cache",
-    "test_finetune",
-    "test_hf_towers",
-    "test_open_clip",
-    "test_own_data",
-    "test_readme",
-    "test_report",
-    "test_synthetic",
-    "test_zeroshot",
-}
-
-
-def pytest_collection_modifyitems(items):
-    for item in items:
-        module = item.module.__name__.rsplit(".", 1)[-1]
-        if module in KEEP_TOGETHER:
-            item.add_marker(pytest.mark.xdist_group(module))
-
-
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = Path(
     os.environ.get("EMOCLIP_SHARED_DATASETS", REPO.parent / "shared" / "datasets")
