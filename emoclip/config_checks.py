@@ -149,16 +149,17 @@ def _did_you_mean(word: str, known: list[str], otherwise: str) -> str:
 def _interpolated(node: Any, key: str) -> bool:
     """Whether some value of the config refers to `key` by an absolute interpolation."""
     needles = (f"${{{key}}}", f"${{{key}.", f"${{{key},", f":{key}}}", f":{key},")
-    return any(any(n in text for n in needles) for text in _strings(node))
+    return any(any(n in text for n in needles) for text in config_strings(node))
 
 
-def _strings(node: Any) -> Iterator[str]:
+def config_strings(node: Any) -> Iterator[str]:
+    """Every string value in a config given as plain containers (dicts and lists)."""
     if isinstance(node, dict):
         for value in node.values():
-            yield from _strings(value)
+            yield from config_strings(value)
     elif isinstance(node, list):
         for value in node:
-            yield from _strings(value)
+            yield from config_strings(value)
     elif isinstance(node, str):
         yield node
 

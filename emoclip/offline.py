@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from emoclip.config_checks import config_strings
+
 log = logging.getLogger(__name__)
 
 OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
@@ -51,14 +53,9 @@ def hub_reachable(endpoint: str, seconds: float = PROBE_SECONDS) -> bool:
 
 def hub_ids(node: Any) -> Iterator[str]:
     """Strings in a config that look like hub model ids (`org/name`) and are no local path."""
-    if isinstance(node, dict):
-        for value in node.values():
-            yield from hub_ids(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from hub_ids(value)
-    elif isinstance(node, str) and _HUB_ID.match(node) and not Path(node).exists():
-        yield node
+    for text in config_strings(node):
+        if _HUB_ID.match(text) and not Path(text).exists():
+            yield text
 
 
 def go_offline_if_hub_unreachable(config: dict) -> bool:

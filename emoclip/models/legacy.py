@@ -80,7 +80,7 @@ def upgrade_checkpoint(checkpoint: dict, path: str | Path) -> dict:
 # Data sources before each had its module (emoclip/data/sources/): the synthetic set is the
 # same set under its new name; the others were read from folders by keys that are gone.
 OLD_SYNTHETIC = "emoclip.data.synthetic.SyntheticEmotions"
-OLD_SOURCES = ("emoclip.data.sources.", OLD_SYNTHETIC)
+OLD_SOURCE_MODULES = ("emoclip.data.sources", "emoclip.data.synthetic")  # today: packages
 OLD_DATA_KEYS = ("image_root", "text_root", "manifest")
 
 
@@ -88,7 +88,7 @@ def upgrade_data(data: dict) -> dict:
     """A data config of the layout before data sources, in today's (a copy); today's unchanged."""
     dataset = data.get("dataset") or {}
     target = str(dataset.get("_target_", ""))
-    if not target.startswith(OLD_SOURCES) or target.count(".") != 3:
+    if target.rpartition(".")[0] not in OLD_SOURCE_MODULES:
         return data
     data = {k: v for k, v in data.items() if k not in OLD_DATA_KEYS}
     if target == OLD_SYNTHETIC:
