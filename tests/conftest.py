@@ -1,4 +1,5 @@
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,10 @@ from omegaconf import DictConfig
 from emoclip.study import config_dir
 
 REPO = Path(__file__).resolve().parents[1]
+# The key that signs caches (emoclip/integrity.py): the tests' own, never the user's.
+os.environ.setdefault(
+    "EMOCLIP_SECRET_FILE", str(Path(tempfile.mkdtemp(prefix="emoclip-key-")) / "secret.key")
+)
 SHARED_DATASETS = Path(
     os.environ.get("EMOCLIP_SHARED_DATASETS", REPO.parent / "shared" / "datasets")
 )
