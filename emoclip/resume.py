@@ -8,7 +8,8 @@ Ctrl-C, or best.ckpt if the run died between writing it and last.ckpt); one kill
 first checkpoint starts again. A sweep relaunched with the same `hydra.sweep.dir` gives each
 job the same folder, so `ckpt_path=last` resumes a whole sweep. Any other run folder or
 checkpoint file is continued from, in this run's folder. Either way the checkpoint must hold
-the same study (data, model, seed, monitor), and its stored config passes emoclip.trust's guard.
+the same study (data, model, seed, monitor), read through emoclip.stored_study (a file never
+chooses what code runs).
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from emoclip.run_folder import (
     finished_metrics,
     shown_overrides,
 )
-from emoclip.trust import GUARD_ONLY, Trust, check_untrusted
+from emoclip.stored_study import read_stored_study
+from emoclip.trust import GUARD_ONLY, Trust
 
 log = logging.getLogger(__name__)
 
@@ -128,8 +130,14 @@ def check_same_study(
     return the loaded checkpoint."""
     if loaded is None:
         loaded = load_checkpoint(checkpoint)
-    stored = loaded["hyper_parameters"]
-    check_untrusted(stored, str(checkpoint), trust)
+    rebuilt = read_stored_study(
+        loaded["hyper_parameters"],
+        str(checkpoint),
+        trust,
+        choices=loaded["emoclip"].get("choices"),
+        entry_paths=cfg.get("paths"),
+    )
+    stored = {key: _plain(rebuilt, key) for key in STUDY_KEYS}
     not_study = location_keys(stored.get("data")) | location_keys(cfg.get("data"))
     differences = []
     for key in STUDY_KEYS:
@@ -145,6 +153,11 @@ def check_same_study(
             f"{continue_command(run_dir)}; or train a new run without ckpt_path."
         )
     return loaded
+
+
+def _plain(cfg: DictConfig, key: str):
+    value = cfg.get(key)
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
 
 
 def _differences(stored, now, key: str, not_study: set[str]) -> list[str]:
