@@ -31,6 +31,7 @@ class Option:
     package: str  # where it lands in the composed config, e.g. model.text_tower ("" at the top)
     targets: frozenset[str]  # every _target_ the option's own file names
     display: str  # the option's `name` value, else its file name
+    main_target: str | None = None  # the `_target_` at the option's own top, if it has one
 
 
 def _package(group: str, text: str) -> str:
@@ -77,6 +78,7 @@ def catalogue() -> dict[str, dict[str, Option]]:
             package=_package(group, text),
             targets=frozenset(targets),
             display=name if isinstance(name, str) and "${" not in name else path.stem,
+            main_target=content.get("_target_") if isinstance(content, dict) else None,
         )
     return groups
 

@@ -33,7 +33,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from emoclip.catalogue import OPTION_NAME, catalogue, is_option, options
+from emoclip.catalogue import OPTION_NAME, catalogue, is_option, options, shipped_targets
 from emoclip.errors import ConfigError
 from emoclip.trust import GUARD_ONLY, Trust
 
@@ -214,9 +214,10 @@ def _shallow_targets(node: Any) -> set[str]:
     """The `_target_`s of a node and of its direct children."""
     if not isinstance(node, dict):
         return set()
-    found = {node.get("_target_")} | {
-        v.get("_target_") for v in node.values() if isinstance(v, dict)
-    }
+    found = [
+        node.get("_target_"),
+        *(v.get("_target_") for v in node.values() if isinstance(v, dict)),
+    ]
     return {t for t in found if isinstance(t, str)}
 
 
@@ -281,8 +282,12 @@ def infer_choices(stored: dict, where: str, trust: Trust = GUARD_ONLY) -> dict[s
             node = _at(stored, option.package)
             if node is None and option.package:
                 continue
-            overlap = len(option.targets & _shallow_targets(node))
-            if option.targets and not overlap:
+            stored_targets = _shallow_targets(node)
+            overlap = len(option.targets & stored_targets)
+            users_own = any(trust.allows(t) for t in stored_targets)
+            if option.targets and not overlap and not users_own:
+                continue
+            if option.main_target and not users_own and node.get("_target_") != option.main_target:
                 continue
             path = f"{config_dir()}/{group}/{option.name}.yaml"
             with open(path, encoding="utf-8") as file:
@@ -308,12 +313,22 @@ def infer_choices(stored: dict, where: str, trust: Trust = GUARD_ONLY) -> dict[s
         if node is None:
             continue
         targets = sorted(_shallow_targets(node))
-        if targets and all(trust.allows(t) for t in targets if t):
+        if any(trust.allows(t) for t in targets):
             continue  # the user's own class, allowed on the command line: the default option
-        problems.append(
-            f"{place}: its _target_ {', '.join(targets) or '(none)'} is none of the shipped "
-            f"{group}= options ({', '.join(options(group))})"
+        positions = (
+            [(place, node)] + [(_join(place, k), v) for k, v in node.items() if isinstance(v, dict)]
+            if isinstance(node, dict)
+            else []
         )
+        unknown = [
+            f"{where}._target_: {_short(n.get('_target_'))} is not a class emoclip's configs name"
+            for where, n in positions
+            if isinstance(n.get("_target_"), str) and n["_target_"] not in shipped_targets()
+        ]
+        problems += unknown or [
+            f"{place}._target_: {', '.join(targets) or '(none)'} is none of the shipped "
+            f"{group}= options ({', '.join(options(group))})"
+        ]
     refuse(problems, where)
     return chosen
 
@@ -462,8 +477,6 @@ def _users_own(stored: dict, shipped: Any, trust: Trust) -> bool:
 def _checked_users_own(stored: dict, path: str, problems: list, trust: Trust) -> dict:
     """A mapping naming the user's own class (allow_targets): kept as stored, provided every
     `_target_` in it is allowed too and it holds no interpolation."""
-    from emoclip.catalogue import shipped_targets
-
     stack = [(stored, path)]
     while stack:
         node, where = stack.pop()
