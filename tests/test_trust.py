@@ -322,7 +322,7 @@ def test_report_refuses_a_yaml_alias_bomb_and_a_linked_config_at_once(tmp_path):
     bomb = ["a: &a [x, x, x, x, x, x, x, x, x]"]
     bomb += [
         f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]"
-        for p, c in zip("abcdefgh", "bcdefghi")
+        for p, c in zip("abcdefgh", "bcdefghi", strict=True)
     ]
     write_run_folder(tmp_path / "bomb", {"seed": 1})
     (tmp_path / "bomb" / ".hydra" / "config.yaml").write_text("\n".join(bomb) + "\n")
