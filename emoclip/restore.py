@@ -63,13 +63,9 @@ def checked_entries(checkpoint: dict, path: str | Path) -> dict:
     """checkpoint["emoclip"] as typed plain values: classes (a list of names), label_space
     (a known space, its classes and label map), tokenizer (JSON text or null), choices (group
     -> option, checked against conf/ when read); and the state_dict a mapping of tensors."""
-    import torch
-
     state = checkpoint["emoclip"]
-    if not isinstance(checkpoint.get("state_dict"), dict) or not all(
-        isinstance(k, str) and isinstance(v, torch.Tensor)
-        for k, v in checkpoint["state_dict"].items()
-    ):
+    weights = checkpoint.get("state_dict", {})
+    if not isinstance(weights, dict) or not all(isinstance(k, str) for k in weights):
         raise ConfigError(f"{path}: its state_dict is not a mapping of names to tensors")
     classes = state.get("classes") or []
     _check_names(classes, f"{path}: classes")
@@ -142,8 +138,14 @@ def _shown(value: Any) -> str:
 
 def check_finite_weights(checkpoint: dict, path: str | Path) -> None:
     """NaN or infinite weights predict nothing: refused, naming the first such tensor."""
-    for name, tensor in checkpoint["state_dict"].items():
-        if tensor.is_floating_point() and not bool(tensor.isfinite().all()):
+    import torch
+
+    for name, tensor in checkpoint.get("state_dict", {}).items():
+        if (
+            isinstance(tensor, torch.Tensor)
+            and tensor.is_floating_point()
+            and not bool(tensor.isfinite().all())
+        ):
             raise ConfigError(f"{path}: its weights {name} hold NaN or infinite values")
 
 
@@ -235,6 +237,8 @@ def load_weights(module: EmotionClassifier, checkpoint: dict, path: str | Path) 
             f"{path} was trained on the classes {list(saved_classes)}, but the rebuilt study has "
             f"{list(module.classes)}; data.classes must stay as it was trained"
         )
+    if "state_dict" not in checkpoint:
+        raise ConfigError(f"{path} holds no weights (no state_dict)")
     try:
         module.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as err:

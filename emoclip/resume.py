@@ -23,7 +23,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from emoclip.data.sources.base import location_keys
-from emoclip.errors import ConfigError
+from emoclip.errors import ConfigError, DataError
 from emoclip.restore import load_checkpoint
 from emoclip.run_folder import (
     CHECKPOINTS,
@@ -114,7 +114,11 @@ def newest_checkpoint(run_dir: Path) -> tuple[Path, dict] | None:
     for preference, name in enumerate(reversed(RESUMABLE)):  # on a tie, last.ckpt
         path = run_dir / CHECKPOINTS / name
         if path.is_file():
-            loaded = load_checkpoint(path, mmap=True)  # tensors are read only when used
+            try:
+                loaded = load_checkpoint(path, mmap=True)  # tensors are read only when used
+            except DataError as err:  # truncated (a copy cut short): the next whole one serves
+                log.warning("%s; continuing from the run's next whole checkpoint", err)
+                continue
             if "optimizer_states" in loaded:
                 candidates.append(((int(loaded.get("global_step", 0)), preference), path, loaded))
     if not candidates:

@@ -346,21 +346,38 @@ def _hydra_value(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+# An override the printed "continue" command may repeat: a config group's option, or a
+# dotted key of the study with a literal value. Never the entry's trust (trust_config,
+# allow_targets), Hydra's own keys, + or ~, special keys, interpolations or mappings.
+_GROUP_OR_KEY = re.compile(r"[A-Za-z][\w/]*(\.[A-Za-z]\w*)*")
+_LITERAL = re.compile(r"[\w./:@+,\-\[\] ]*")
+NEVER_REPEATED = ("ckpt_path", "hydra", "trust_config", "allow_targets", "paths")
+
+
+def repeatable(override: str) -> bool:
+    """Whether an override read from overrides.yaml (a file) may be printed for the user to
+    paste: a study key with a literal value (see _GROUP_OR_KEY, _LITERAL, NEVER_REPEATED)."""
+    key, equals, value = override.partition("=")
+    return (
+        bool(equals)
+        and _GROUP_OR_KEY.fullmatch(key) is not None
+        and key.split(".")[0].split("/")[0] not in NEVER_REPEATED
+        and not any(part.startswith("_") for part in re.split(r"[./]", key))
+        and _LITERAL.fullmatch(value) is not None
+        and len(override) <= 200
+    )
+
+
 def continue_command(run_dir: Path) -> str:
-    """The command that continues the run in run_dir in place: its own overrides (quoted for a
-    POSIX shell; the file is untrusted text), hydra.run.dir=<run_dir> and ckpt_path=last."""
-    tail = [shlex.quote(f"hydra.run.dir={_hydra_value(str(run_dir))}"), "ckpt_path=last"]
-    overrides = run_overrides(run_dir)
-    if overrides is None:
-        return " ".join(["emoclip-train", "<the run's overrides>", *tail])
-    kept = [o for o in overrides if _override_key(o) not in ("ckpt_path", "hydra.run.dir")]
-    if not all(o.isprintable() for o in kept):
-        return (
-            " ".join(["emoclip-train", "<the run's overrides>", *tail])
-            + f" (its overrides in {run_dir / OVERRIDES_FILE} hold control characters: "
-            "copy them by hand)"
-        )
-    return " ".join(["emoclip-train", *map(shlex.quote, kept), *tail])
+    """The command that continues the run in run_dir in place: the run folder as ckpt_path,
+    and its own overrides that are study keys with literal values (`repeatable`; the file is
+    untrusted text, so nothing else it holds is printed for the user to paste)."""
+    folder = shlex.quote(f"ckpt_path={_hydra_value(str(run_dir))}")
+    overrides = run_overrides(run_dir) or []
+    kept = [o for o in overrides if repeatable(o)]
+    left = len(overrides) - len(kept)
+    note = f" (left out: {left} of its overrides that are not plain study values)" if left else ""
+    return " ".join(["emoclip-train", *map(shlex.quote, kept), folder]) + note
 
 
 def shown_overrides(run_dir: Path) -> str:
@@ -382,8 +399,13 @@ def lock_folder(run_dir: Path) -> int:
     path = run_dir / LOCK_FILE
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
     except OSError as err:
+        if path.is_symlink():
+            raise RunFolderError(
+                f"{path} is a symbolic link: a run folder's files are never opened through one "
+                "(a folder from elsewhere could point them at your files); remove it"
+            ) from None
         raise write_error(path, err) from err
     if fcntl is None:
         return fd
@@ -400,6 +422,18 @@ def lock_folder(run_dir: Path) -> int:
     os.ftruncate(fd, 0)
     os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode())
     return fd
+
+
+def refuse_links(run_dir: Path) -> None:
+    """A run folder from elsewhere may hold symbolic links where emoclip writes (train.log,
+    metrics.json, .hydra/...): refused, so nothing is written through one to a file elsewhere.
+    (Other files are written atomically: renamed over a link, not through it.)"""
+    for name in ("train.log", METRICS_FILE, ".hydra"):
+        if (run_dir / name).is_symlink():
+            raise RunFolderError(
+                f"{run_dir / name} is a symbolic link: a run folder's files are never written "
+                "through one (a folder from elsewhere could point them at your files); remove it"
+            )
 
 
 def release_lock(fd: int) -> None:
@@ -448,6 +482,10 @@ class RunFolder:
         self._lock = lock_folder(self.path)
         if not continuing:
             self.refuse_if_taken()
+        refuse_links(self.path)
+        from emoclip.console import start_job_log
+
+        start_job_log()  # train.log is written from here on, never before the checks
 
     def refuse_if_taken(self) -> None:
         status = run_status(self.path)

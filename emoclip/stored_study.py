@@ -410,6 +410,8 @@ def _merge(stored: Any, shipped: Any, path: str, problems: list, deferred: list,
                     problems.append(f"{where}: {_short(value)} is not the shipped config's")
             elif key in shipped:
                 merged[key] = _merge(value, shipped[key], where, problems, deferred, trust)
+            elif isinstance(value, dict) and _users_own(value, None, trust):
+                merged[key] = _checked_users_own(value, where, problems, trust)
             elif open_keys and _is_pure(value, where, problems):
                 merged[key] = value
             elif not open_keys:
