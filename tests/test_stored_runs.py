@@ -1,0 +1,93 @@
+"""Run folders from elsewhere, and moved ones: a run continued in a moved or copied folder, or
+under an outputs/ that is a symbolic link, continues exactly as in place; a folder's links are
+never followed; a refused command writes nothing anywhere."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from emoclip.errors import RunFolderError
+from emoclip.train import train
+from tests.conftest import compose_train
+from tests.test_faults import TINY
+
+
+def test_a_moved_run_folder_continues_with_its_best_score_and_its_own_best_ckpt(tmp_path):
+    first = tmp_path / "first"
+    train(compose_train([*TINY, "trainer.max_epochs=2"], first))
+    (first / "metrics.json").unlink()  # as if killed after its second epoch
+    moved = tmp_path / "elsewhere" / "moved"
+    moved.parent.mkdir()
+    shutil.move(first, moved)  # the old folder is gone: nothing may point there
+    metrics = train(compose_train([*TINY, "trainer.max_epochs=4", f"ckpt_path={moved}"], moved))
+    assert metrics["status"] == "finished"
+    assert metrics["checkpoint"]["file"] == "checkpoints/best.ckpt"
+    last = torch.load(moved / "checkpoints" / "last.ckpt", weights_only=True)
+    # The key Lightning's ModelCheckpoint gives, so runs of either class continue.
+    (state,) = [
+        v
+        for k, v in last["callbacks"].items()
+        if k.startswith("ModelCheckpoint{'monitor': 'val/f1_macro'")
+    ]
+    assert state["dirpath"] == str((moved / "checkpoints").resolve())
+    assert state["best_model_path"] == str((moved / "checkpoints" / "best.ckpt").resolve())
+    # The best of all four epochs, the two before the move included, is best.ckpt.
+    scores = [row["val/f1_macro"] for row in metrics["history"]]
+    assert len(scores) == 4
+    assert state["best_model_score"] == pytest.approx(max(scores), abs=1e-6)
+    best = torch.load(moved / "checkpoints" / "best.ckpt", weights_only=True, mmap=True)
+    assert best["epoch"] == scores.index(max(scores))
+
+
+def test_a_run_under_an_outputs_folder_that_is_a_link_finishes(tmp_path):
+    (tmp_path / "scratch").mkdir()
+    (tmp_path / "outputs").symlink_to(tmp_path / "scratch")
+    metrics = train(compose_train([*TINY, "trainer.max_epochs=1"], tmp_path / "outputs" / "run"))
+    assert metrics["status"] == "finished"
+    assert metrics["checkpoint"]["file"] == "checkpoints/best.ckpt"
+
+
+def test_links_in_a_run_folder_are_never_written_through(tmp_path):
+    """A folder from elsewhere whose .lock or train.log points at the user's files: refused,
+    and the files they point at are untouched."""
+    precious = tmp_path / "precious.txt"
+    precious.write_text("mine\n")
+    for name in (".lock", "train.log"):
+        run_dir = tmp_path / f"run_{name.strip('.')}"
+        run_dir.mkdir()
+        (run_dir / name).symlink_to(precious)
+        with pytest.raises(RunFolderError, match="is a symbolic link"):
+            train(compose_train([*TINY, "trainer.max_epochs=1"], run_dir))
+        assert precious.read_text() == "mine\n"
+        assert sorted(p.name for p in run_dir.iterdir()) == [name]
+
+
+def test_the_printed_continue_command_repeats_no_trust_and_no_payload(tmp_path):
+    from emoclip.run_folder import continue_command
+
+    (tmp_path / ".hydra").mkdir()
+    planted = [
+        "model=text_lstm",
+        "trainer.max_epochs=7",
+        "trust_config=true",
+        "allow_targets=[x]",
+        "+callbacks.x._target_=os.system",
+        "model.network._target_=mylab.Net",
+        "hydra.run.dir=/tmp",
+        "data.root=${oc.env:SECRET}",
+        "~callbacks.early_stopping",
+        "data.label_map={a: b}",
+        "'data.root=$(rm -rf ~)'",
+    ]
+    (tmp_path / ".hydra" / "overrides.yaml").write_text(json.dumps(planted))
+    command = continue_command(tmp_path)
+    assert command.startswith(
+        f"emoclip-train model=text_lstm trainer.max_epochs=7 ckpt_path={tmp_path}"
+    )
+    for word in ("trust_config", "allow_targets", "_target_", "hydra.", "${", "~", "{", "$("):
+        assert word not in command.split(" (left out")[0]
+    assert "(left out: 9 of its overrides" in command
