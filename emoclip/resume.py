@@ -20,7 +20,7 @@ from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from emoclip.data.sources.base import location_keys
 from emoclip.errors import ConfigError, DataError
@@ -77,6 +77,7 @@ def plan_resume(cfg: DictConfig, trust: Trust = GUARD_ONLY) -> Resume:
             )
             return Resume(in_place=True)
         checkpoint, loaded = newest
+        adopt_stored_study(cfg, checkpoint, loaded, trust)
     else:
         path = Path(requested)
         checkpoint = path / LAST_CHECKPOINT if path.is_dir() else path
@@ -89,6 +90,38 @@ def plan_resume(cfg: DictConfig, trust: Trust = GUARD_ONLY) -> Resume:
     loaded = check_same_study(cfg, checkpoint, trust, loaded)
     log.info("continuing from %s (after epoch %d)", checkpoint, loaded["epoch"])
     return Resume(str(checkpoint), global_step=int(loaded["global_step"]), in_place=in_place)
+
+
+# What a run folder continued with nothing else on the command line takes from its own
+# checkpoint: the study, and how it trains (the keys its config groups and overrides set).
+ADOPTED_KEYS = (*STUDY_KEYS, "name", "trainer")
+
+
+def adopt_stored_study(cfg: DictConfig, checkpoint: Path, loaded: dict, trust: Trust) -> None:
+    """`emoclip-train ckpt_path=<run folder>` alone continues that run: each of ADOPTED_KEYS
+    the command line does not set is taken from the study stored in the folder's checkpoint,
+    rebuilt through emoclip.stored_study (so the user need not repeat the run's overrides)."""
+    if not HydraConfig.initialized():
+        return  # called from Python: cfg is the caller's, compared as it is
+    given = {
+        o.lstrip("+~").split("=", 1)[0].split(".", 1)[0].split("/", 1)[0]
+        for o in HydraConfig.get().overrides.task
+    }
+    if given & {"experiment", "debug"}:
+        return  # the command line chose a study of its own: compared, not replaced
+    rebuilt = read_stored_study(
+        loaded["hyper_parameters"],
+        str(checkpoint),
+        trust,
+        choices=loaded["emoclip"].get("choices"),
+        entry_paths=cfg.get("paths"),
+    )
+    adopted = [key for key in ADOPTED_KEYS if key not in given and key in rebuilt]
+    with open_dict(cfg):
+        for key in adopted:
+            cfg[key] = rebuilt[key]
+    if adopted:
+        log.info("continuing %s with its own %s", checkpoint.parent.parent, ", ".join(adopted))
 
 
 def check_run_folder_named() -> None:

@@ -91,3 +91,20 @@ def test_the_printed_continue_command_repeats_no_trust_and_no_payload(tmp_path):
     for word in ("trust_config", "allow_targets", "_target_", "hydra.", "${", "~", "{", "$("):
         assert word not in command.split(" (left out")[0]
     assert "(left out: 9 of its overrides" in command
+
+
+def test_a_run_folder_alone_is_enough_to_continue_it(tmp_path):
+    """`emoclip-train ckpt_path=<run folder>` with nothing else: the study (model, data, the
+    trainer's settings) comes from the folder's own checkpoint, through the same reader."""
+    from tests.test_entrypoints import run
+
+    run_dir = tmp_path / "run"
+    started = run("emoclip.train", *TINY, "trainer.max_epochs=2", f"hydra.run.dir={run_dir}")
+    assert started.returncode == 0, started.stderr[-2000:]
+    (run_dir / "metrics.json").unlink()  # as if killed after its last checkpoint
+    continued = run("emoclip.train", f"ckpt_path={run_dir}")
+    assert continued.returncode == 0, continued.stderr[-2000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "finished"
+    config = (run_dir / ".hydra" / "config.yaml").read_text()
+    assert "name: text_lstm" in config and "max_epochs: 2" in config
