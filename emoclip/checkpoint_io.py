@@ -12,9 +12,11 @@ that is not a PyTorch file at all is said to be not a checkpoint.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import pickle
 import re
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,7 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from emoclip.atomic import open_atomically
+from emoclip.atomic import open_atomically, write_error
 from emoclip.errors import DataError
 
 ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since PyTorch 1.6
@@ -106,8 +108,25 @@ def _refusal_detail(err: Exception) -> str:
 
 
 def save_atomically(checkpoint: dict, path: str | Path) -> None:
-    with open_atomically(path, "wb") as file:
-        torch.save(checkpoint, file)
+    """torch.save, whole or not at all. torch's zip writer reports a full disk as a
+    RuntimeError ("file write failed"), not an OSError: said here as the disk being full."""
+    try:
+        with open_atomically(path, "wb") as file:
+            torch.save(checkpoint, file)
+    except RuntimeError as err:
+        if "write" not in str(err).lower():
+            raise
+        raise write_error(Path(path), OSError(errno.ENOSPC, _why_write_failed(Path(path)))) from err
+
+
+def _why_write_failed(path: Path) -> str:
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        return "the write failed (is the disk full?)"
+    if free < 64 << 20:
+        return f"No space left on device (disk full: {free >> 20} MB free)"
+    return "the write failed (is the disk full or the quota reached?)"
 
 
 class SafeCheckpointIO(TorchCheckpointIO):

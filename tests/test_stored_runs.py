@@ -108,3 +108,29 @@ def test_a_run_folder_alone_is_enough_to_continue_it(tmp_path):
     assert metrics["status"] == "finished"
     config = (run_dir / ".hydra" / "config.yaml").read_text()
     assert "name: text_lstm" in config and "max_epochs: 2" in config
+
+
+def test_a_full_disk_inside_torchs_zip_writer_is_one_line(tmp_path, monkeypatch):
+    """torch's zip writer raises RuntimeError on ENOSPC: said as the disk being full, and the
+    previous checkpoint is kept whole."""
+    from emoclip import checkpoint_io
+    from emoclip.errors import WriteError
+
+    path = tmp_path / "last.ckpt"
+    checkpoint_io.save_atomically({"epoch": 0}, path)
+
+    def full(*args, **kwargs):
+        raise RuntimeError(
+            "[enforce fail at inline_container.cc:664] . unexpected pos 64 vs 0 file write failed"
+        )
+
+    monkeypatch.setattr(checkpoint_io.torch, "save", full)
+    monkeypatch.setattr(
+        checkpoint_io.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(1, 1, 0)
+    )
+    with pytest.raises(
+        WriteError, match=r"cannot write .*last.ckpt: No space left on device \(disk full"
+    ):
+        checkpoint_io.save_atomically({"epoch": 1}, path)
+    assert torch.load(path, weights_only=True)["epoch"] == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]  # no .partial left
