@@ -436,6 +436,17 @@ def refuse_links(run_dir: Path) -> None:
             )
 
 
+def remove_partial_files(run_dir: Path) -> None:
+    """The hidden .partial files a killed writer left (emoclip.atomic): with the folder's lock
+    held no one else is writing them, so they go."""
+    for folder in (run_dir, run_dir / CHECKPOINTS, run_dir / ".hydra", run_dir / "plots"):
+        if folder.is_dir() and not folder.is_symlink():
+            for leftover in folder.glob(".*.partial"):
+                if leftover.is_file() or leftover.is_symlink():
+                    leftover.unlink()
+                    log.info("removed %s, left by a killed write", leftover)
+
+
 def release_lock(fd: int) -> None:
     if fcntl is not None:
         fcntl.flock(fd, fcntl.LOCK_UN)
@@ -483,6 +494,7 @@ class RunFolder:
         if not continuing:
             self.refuse_if_taken()
         refuse_links(self.path)
+        remove_partial_files(self.path)
         from emoclip.console import start_job_log
 
         start_job_log()  # train.log is written from here on, never before the checks

@@ -71,6 +71,9 @@ def check_trainable(cfg: DictConfig) -> None:
             f"model={cfg.model.name} is not trained: evaluate it with "
             f"emoclip-eval model={cfg.model.name} data={cfg.data.name}"
         )
+    lr = cfg.model.get("optimizer", {}).get("lr") if cfg.model.get("optimizer") else None
+    if isinstance(lr, int | float) and not isinstance(lr, bool) and not lr > 0:
+        raise ConfigError(f"model.optimizer.lr={lr}: expected a learning rate above 0")
     if cfg.trainer.get("fast_dev_run"):
         return
     max_epochs, max_steps = cfg.trainer.get("max_epochs"), cfg.trainer.get("max_steps", -1)

@@ -134,3 +134,19 @@ def test_a_full_disk_inside_torchs_zip_writer_is_one_line(tmp_path, monkeypatch)
         checkpoint_io.save_atomically({"epoch": 1}, path)
     assert torch.load(path, weights_only=True)["epoch"] == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]  # no .partial left
+
+
+def test_partial_files_left_by_a_kill_are_removed_and_a_negative_lr_is_one_line(tmp_path):
+    from emoclip.errors import ConfigError
+
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    leftover = run_dir / "checkpoints" / ".last.ckpt.0123abcd.partial"
+    leftover.write_bytes(b"half a checkpoint")
+    train(compose_train([*TINY, "trainer.max_epochs=1"], run_dir))
+    assert not leftover.exists()
+    with pytest.raises(
+        ConfigError, match=r"model.optimizer.lr=-1: expected a learning rate above 0"
+    ):
+        train(compose_train([*TINY, "model.optimizer.lr=-1"], tmp_path / "negative"))
+    assert not (tmp_path / "negative").exists()
