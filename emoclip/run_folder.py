@@ -69,6 +69,31 @@ WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPE
 CREATED_HERE: set[Path] = set()
 
 
+def _cannot_create(path: Path, err: OSError) -> SystemExit:
+    return SystemExit(
+        f"emoclip: cannot create the run folder {path}: {err.strerror or err} (a read-only or "
+        "missing disk?); choose another paths.output_root or hydra.run.dir"
+    )
+
+
+class CreatableRunFolder:
+    """Hydra callback (conf/hydra/default.yaml): the run folder is created before Hydra's job
+    starts, so a folder that cannot be (a read-only file system) is one line, not a traceback."""
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        path = Path(str(config.hydra.run.dir))  # a new folder: claim_new_dir made it
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise _cannot_create(path, err) from None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        try:
+            Path(str(config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise _cannot_create(Path(err.filename or "?"), err) from None
+
+
 def claim_new_dir(path: str) -> str:
     """`path`, or `path_2`, `path_3`, ...: the first that did not exist, created here.
 
@@ -76,16 +101,18 @@ def claim_new_dir(path: str) -> str:
     processes) never share a folder, and no run writes into an earlier one.
     """
     base = Path(path)
-    base.parent.mkdir(parents=True, exist_ok=True)
     candidate, n = base, 1
     while True:
         try:
+            base.parent.mkdir(parents=True, exist_ok=True)
             candidate.mkdir()
             CREATED_HERE.add(candidate.resolve())
             return str(candidate)
         except FileExistsError:
             n += 1
             candidate = base.with_name(f"{base.name}_{n}")
+        except OSError as err:  # SystemExit passes through Hydra's resolver as one line
+            raise _cannot_create(candidate, err) from None
 
 
 def hydra_run_dir(continue_in: str | None, new_run_dir: str) -> str:

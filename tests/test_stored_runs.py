@@ -150,3 +150,15 @@ def test_partial_files_left_by_a_kill_are_removed_and_a_negative_lr_is_one_line(
     ):
         train(compose_train([*TINY, "model.optimizer.lr=-1"], tmp_path / "negative"))
     assert not (tmp_path / "negative").exists()
+
+
+@pytest.mark.parametrize("where", ["paths.output_root", "hydra.run.dir"])
+def test_a_run_folder_that_cannot_be_created_is_one_line(where, tmp_path):
+    from tests.test_entrypoints import run
+
+    blocked = tmp_path / "a_file"
+    blocked.write_text("not a folder\n")
+    result = run("emoclip.train", f"{where}={blocked}/run", "debug=fdr")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().startswith(f"emoclip: cannot create the run folder {blocked}/")
