@@ -162,3 +162,15 @@ def test_a_run_folder_that_cannot_be_created_is_one_line(where, tmp_path):
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().startswith(f"emoclip: cannot create the run folder {blocked}/")
+
+
+def test_predict_refuses_a_csv_with_a_repeated_column(tmp_path):
+    from emoclip.errors import DataError
+    from emoclip.predict import read_input_csv
+
+    table = tmp_path / "inputs.csv"
+    table.write_text("text,label,text\nhello,joy,goodbye\n")
+    with pytest.raises(
+        DataError, match=r"inputs.csv:1: the input csv names the column 'text' more"
+    ):
+        read_input_csv(table, ["text"])
