@@ -500,3 +500,16 @@ def test_a_checkpoint_with_the_users_own_code_evaluates_with_the_flag(tmp_path, 
             compose_entry("eval", [f"ckpt_path={ckpt}", flag, f"paths.output_dir={tmp_path}/{out}"])
         )
         assert evaluated["test/acc"] == pytest.approx(trained["test/acc"], abs=1e-6)
+
+
+def test_a_checkpoint_never_chooses_paths(tmp_path):
+    """The feature cache and every other path come from the command's own config."""
+    from emoclip.restore import study_config
+
+    hparams = study(tmp_path)
+    hparams["paths"]["cache_dir"] = str(tmp_path / "chosen_by_the_file")
+    entry = compose_entry("eval", ["ckpt_path=x.ckpt", f"paths.output_dir={tmp_path}/e"])
+    cfg = study_config({"hyper_parameters": hparams, "emoclip": {}}, "x.ckpt", paths=entry.paths)
+    assert cfg.paths.cache_dir == entry.paths.cache_dir != hparams["paths"]["cache_dir"]
+    bare = study_config({"hyper_parameters": hparams, "emoclip": {}}, "x.ckpt")
+    assert "chosen_by_the_file" not in str(bare.paths.cache_dir)
