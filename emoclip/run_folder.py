@@ -21,6 +21,7 @@ plots, its config files), reading it back, and the rules every command that writ
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import errno
 import json
@@ -83,7 +84,9 @@ class CreatableRunFolder:
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
         path = Path(str(config.hydra.run.dir))  # a new folder: claim_new_dir made it
         try:
-            path.mkdir(parents=True, exist_ok=True)
+            if not path.exists():
+                path.mkdir(parents=True)
+                CREATED_HERE.add(path.resolve())  # hydra.run.dir=<a new folder>
         except OSError as err:
             raise _cannot_create(path, err) from None
 
@@ -113,6 +116,14 @@ def claim_new_dir(path: str) -> str:
             candidate = base.with_name(f"{base.name}_{n}")
         except OSError as err:  # SystemExit passes through Hydra's resolver as one line
             raise _cannot_create(candidate, err) from None
+
+
+def remove_empty_created_folders() -> None:
+    """A command refused before its run folder was claimed leaves no folder behind: the empty
+    folders this process created for it go."""
+    for path in sorted(CREATED_HERE, reverse=True):
+        with contextlib.suppress(OSError):
+            path.rmdir()  # only when empty
 
 
 def hydra_run_dir(continue_in: str | None, new_run_dir: str) -> str:
