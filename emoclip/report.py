@@ -22,6 +22,7 @@ import numpy as np
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from emoclip.catalogue import display_name
 from emoclip.cli import run_reporting_errors
 from emoclip.data.sources.base import split_protocol as source_split_protocol
 from emoclip.document import Block, code, escape, link, to_html, to_markdown
@@ -217,10 +218,15 @@ def describe(config: DictConfig) -> dict[str, str]:
     return {
         "model": _shown(_get(config, "model.name")),
         "backbone": _backbone(config),
-        "fusion": "–" if fusion is None else _snake(str(fusion).rsplit(".", 1)[-1]),
+        "fusion": "–" if fusion is None else _fusion_name(str(fusion)),
         "finetune": _finetune(config),
         "data": _shown(_get(config, "data.name")),
     }
+
+
+def _fusion_name(target: str) -> str:
+    """The fusion's option name in conf/ (emoclip.catalogue), else from its class name."""
+    return display_name("model/fusion", target) or escape(_snake(target.rsplit(".", 1)[-1]))
 
 
 def _clip_label(config: DictConfig) -> str:

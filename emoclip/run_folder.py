@@ -210,6 +210,14 @@ def read_metrics(run_dir: Path) -> dict:
     missing = [key for key in ("classes", "test/acc", "test/f1_macro") if key not in metrics]
     if missing:
         raise DataError(f"{path}: missing {', '.join(missing)}; is it a finished run's metrics?")
+    classes = metrics["classes"]
+    if not isinstance(classes, list) or not all(
+        isinstance(c, str) and c.isprintable() for c in classes
+    ):
+        raise DataError(f"{path}: classes is not a list of printable names")
+    numbers = [k for k, v in metrics.items() if "/" in k and isinstance(v, str | bool)]
+    if numbers:
+        raise DataError(f"{path}: {', '.join(numbers[:3])} is not a number")
     return metrics
 
 

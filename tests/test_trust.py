@@ -513,3 +513,29 @@ def test_a_checkpoint_never_chooses_paths(tmp_path):
     assert cfg.paths.cache_dir == entry.paths.cache_dir != hparams["paths"]["cache_dir"]
     bare = study_config({"hyper_parameters": hparams, "emoclip": {}}, "x.ckpt")
     assert "chosen_by_the_file" not in str(bare.paths.cache_dir)
+
+
+def test_the_report_escapes_what_it_shows_from_files(tmp_path):
+    """Class names and config values from a run folder reach report.md and report.html inert."""
+    markup = "<img src=x onerror=alert(1)>"
+    config = study(tmp_path)
+    config["data"]["dataset"]["train_size"] = 99
+    write_run_folder(tmp_path / "run", config)
+    metrics = {
+        "status": "finished",
+        "classes": [markup, "[link](http://x)"],
+        "test/acc": 0.5,
+        "test/f1_macro": 0.5,
+        f"test/f1_{markup}": 0.5,
+    }
+    (tmp_path / "run" / "metrics.json").write_text(json.dumps(metrics))
+    write_run_folder(tmp_path / "bad", study(tmp_path))
+    bad = {**metrics, "classes": ["a\x1b[31m"], "test/acc": "0.9"}
+    (tmp_path / "bad" / "metrics.json").write_text(json.dumps(bad))
+    report_main([str(tmp_path)])
+    md = (tmp_path / "report.md").read_text()
+    page = (tmp_path / "report.html").read_text()
+    assert markup not in md and "](http://x)" not in md.replace("\\](http://x)", "")
+    assert "<img src=x" not in page and 'href="http://x"' not in page
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert "\x1b" not in md and "\x1b" not in page  # the folder is set aside, its name safe
