@@ -43,6 +43,11 @@ def train(cfg: DictConfig) -> dict:
         check_trainable(cfg)
         resume = plan_resume(cfg, Trust.from_entry(cfg))
         if resume.finished is not None:
+            from emoclip.console import start_job_log
+            from emoclip.run_folder import refuse_links
+
+            refuse_links(run_dir)
+            start_job_log()  # its own folder: the log says the run was found finished
             print(summary(run_dir, resume.finished), flush=True)
             return resume.finished
         folder.claim(continuing=resume.in_place)
