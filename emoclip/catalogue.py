@@ -10,7 +10,7 @@ in this table; nothing is imported). The report names models and towers from it.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,8 @@ class Option:
     targets: frozenset[str]  # every _target_ the option's own file names
     display: str  # the option's `name` value, else its file name
     main_target: str | None = None  # the `_target_` at the option's own top, if it has one
+    content: dict = field(default_factory=dict, compare=False)  # the option's file, as read
+    subgroups: frozenset[str] = frozenset()  # groups its defaults list pulls in (model/...)
 
 
 def _package(group: str, text: str) -> str:
@@ -51,6 +53,16 @@ def _targets(node: Any) -> set[str]:
     elif isinstance(node, list):
         for value in node:
             found |= _targets(value)
+    return found
+
+
+def _subgroups(group: str, content: Any) -> set[str]:
+    """The groups under `group` an option's defaults list pulls in (model=clip_fusion pulls in
+    model/text_tower, model/fusion, ...)."""
+    found = set()
+    for entry in (content.get("defaults") or []) if isinstance(content, dict) else []:
+        if isinstance(entry, dict):
+            found |= {f"{group}/{k.split('@')[0]}" for k in entry if not k.startswith("/")}
     return found
 
 
@@ -79,6 +91,8 @@ def catalogue() -> dict[str, dict[str, Option]]:
             targets=frozenset(targets),
             display=name if isinstance(name, str) and "${" not in name else path.stem,
             main_target=content.get("_target_") if isinstance(content, dict) else None,
+            content=content if isinstance(content, dict) else {},
+            subgroups=frozenset(_subgroups(group, content)),
         )
     return groups
 
@@ -91,9 +105,14 @@ def is_option(group: str, name: object) -> bool:
     return isinstance(name, str) and name in catalogue().get(group, {})
 
 
+@cache
 def shipped_targets() -> frozenset[str]:
-    """Every _target_ a shipped option names."""
-    return frozenset(t for group in catalogue().values() for o in group.values() for t in o.targets)
+    """Every _target_ conf/ names: its options', and the base files every option of a group
+    starts from (conf/base_*.yaml: the optimizer, the Trainer, the DataModule)."""
+    found = {t for group in catalogue().values() for o in group.values() for t in o.targets}
+    for path in Path(config_dir()).glob("base_*.yaml"):
+        found |= _targets(yaml.safe_load(path.read_text(encoding="utf-8")))
+    return frozenset(found)
 
 
 def display_name(group: str, target: str) -> str | None:

@@ -116,7 +116,7 @@ def adopt_stored_study(cfg: DictConfig, checkpoint: Path, loaded: dict, trust: T
         choices=loaded["emoclip"].get("choices"),
         entry_paths=cfg.get("paths"),
     )
-    adopted = [key for key in ADOPTED_KEYS if key not in given and key in rebuilt]
+    adopted = [key for key in ADOPTED_KEYS if key not in given and rebuilt.get(key) is not None]
     with open_dict(cfg):
         for key in adopted:
             cfg[key] = rebuilt[key]

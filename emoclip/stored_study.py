@@ -33,7 +33,14 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from emoclip.catalogue import OPTION_NAME, catalogue, is_option, options, shipped_targets
+from emoclip.catalogue import (
+    OPTION_NAME,
+    Option,
+    catalogue,
+    is_option,
+    options,
+    shipped_targets,
+)
 from emoclip.errors import ConfigError
 from emoclip.trust import GUARD_ONLY, Trust
 
@@ -249,92 +256,76 @@ def _key_mismatch(option_leaves: dict[str, Any], stored: Any) -> int:
     )
 
 
-def _model_subgroups(model_option: str | None) -> set[str]:
-    """The model/ groups the model option's defaults list pulls in."""
-    import yaml
-
-    from emoclip.cli import config_dir
-
-    if model_option is None:
-        return set()
-    from pathlib import Path
-
-    text = (Path(config_dir()) / "model" / f"{model_option}.yaml").read_text(encoding="utf-8")
-    defaults = (yaml.safe_load(text) or {}).get("defaults") or []
-    found = set()
-    for entry in defaults:
-        if isinstance(entry, dict):
-            found |= {f"model/{k.split('@')[0]}" for k in entry if not k.startswith("/")}
-    return found
-
-
 def infer_choices(stored: dict, where: str, trust: Trust = GUARD_ONLY) -> dict[str, str]:
     """The shipped option of each group that a file without recorded choices used: the one
-    whose `_target_`s the file holds at its place, then the one whose values it shares most."""
-    import yaml
-
-    from emoclip.cli import config_dir
-
+    whose `_target_`s the file holds at its place, then the one whose keys and values it
+    shares most (emoclip.catalogue: a lookup, nothing imported)."""
     chosen: dict[str, str] = {}
     problems = []
     for group in STUDY_GROUPS:
-        if group.startswith("model/") and group not in _model_subgroups(chosen.get("model")):
-            continue
-        found = catalogue().get(group, {})
+        if group.startswith("model/"):
+            model = catalogue()["model"].get(chosen.get("model", ""))
+            if model is None or group not in model.subgroups:
+                continue  # the chosen model option does not pull this group in
+        shipped_options = catalogue().get(group, {})
         best, best_score = None, None
-        for option in found.values():
-            node = _at(stored, option.package)
-            if node is None and option.package:
-                continue
-            stored_targets = _shallow_targets(node)
-            overlap = len(option.targets & stored_targets)
-            users_own = any(trust.allows(t) for t in stored_targets)
-            if option.targets and not overlap and not users_own:
-                continue
-            if option.main_target and not users_own and node.get("_target_") != option.main_target:
-                continue
-            path = f"{config_dir()}/{group}/{option.name}.yaml"
-            with open(path, encoding="utf-8") as file:
-                content = yaml.safe_load(file) or {}
-            leaves = _leaves(content)
-            here = node if option.package else stored
-            found = {k: _leaf(here, k) for k in leaves}
-            agree = sum(
-                1 if found[k] == v else -1 for k, v in leaves.items() if found[k] is not _MISSING
-            )
-            named = isinstance(node, dict) and node.get("name") == option.display
-            mismatch = _key_mismatch(_leaves(content, keep_all=True), here) if option.package else 0
-            score = (overlap, named, -mismatch, agree)
-            if best_score is None or score > best_score:
+        for option in shipped_options.values():
+            score = _match(option, stored, trust)
+            if score is not None and (best_score is None or score > best_score):
                 best, best_score = option.name, score
         if best is not None:
             chosen[group] = best
-            continue
-        if not found or not any(o.targets for o in found.values()):
-            continue
-        place = next(iter(found.values())).package
-        node = _at(stored, place)
-        if node is None:
-            continue
-        targets = sorted(_shallow_targets(node))
-        if any(trust.allows(t) for t in targets):
-            continue  # the user's own class, allowed on the command line: the default option
-        positions = (
-            [(place, node)] + [(_join(place, k), v) for k, v in node.items() if isinstance(v, dict)]
-            if isinstance(node, dict)
-            else []
-        )
-        unknown = [
-            f"{where}._target_: {_short(n.get('_target_'))} is not a class emoclip's configs name"
-            for where, n in positions
-            if isinstance(n.get("_target_"), str) and n["_target_"] not in shipped_targets()
-        ]
-        problems += unknown or [
-            f"{place}._target_: {', '.join(targets) or '(none)'} is none of the shipped "
-            f"{group}= options ({', '.join(options(group))})"
-        ]
+        elif any(o.targets for o in shipped_options.values()):
+            problems += _unmatched(group, stored, trust)
     refuse(problems, where)
     return chosen
+
+
+def _match(option: Option, stored: dict, trust: Trust) -> tuple | None:
+    """How well a stored config fits an option (higher is better), None if it cannot be it."""
+    node = _at(stored, option.package)
+    if not isinstance(node, dict):
+        return None
+    stored_targets = _shallow_targets(node)
+    overlap = len(option.targets & stored_targets)
+    users_own = any(trust.allows(t) for t in stored_targets)
+    if option.targets and not overlap and not users_own:
+        return None
+    if option.main_target and not users_own and node.get("_target_") != option.main_target:
+        return None
+    leaves = _leaves(option.content)
+    values = {k: _leaf(node, k) for k in leaves}
+    agree = sum(1 if values[k] == v else -1 for k, v in leaves.items() if values[k] is not _MISSING)
+    named = node.get("name") == option.display
+    # Keys matter where the option has a place of its own; one at the top sets a few keys.
+    mismatch = _key_mismatch(_leaves(option.content, keep_all=True), node) if option.package else 0
+    return (overlap, named, -mismatch, agree)
+
+
+def _unmatched(group: str, stored: dict, trust: Trust) -> list[str]:
+    """Why no shipped option of `group` fits the stored config (none when its place is empty,
+    or holds a class of the user's that the command line allows)."""
+    place = next(iter(catalogue()[group].values())).package
+    node = _at(stored, place)
+    if node is None:
+        return []
+    if not isinstance(node, dict):
+        return [f"{place}: a {type(node).__name__}, expected a mapping"]
+    targets = sorted(_shallow_targets(node))
+    if any(trust.allows(t) for t in targets):
+        return []  # the user's own class, allowed on the command line: the default option
+    positions = [(place, node)] + [
+        (_join(place, k), v) for k, v in node.items() if isinstance(v, dict)
+    ]
+    unknown = [
+        f"{at}._target_: {_short(n['_target_'])} is not a class emoclip's configs name"
+        for at, n in positions
+        if isinstance(n.get("_target_"), str) and n["_target_"] not in shipped_targets()
+    ]
+    return unknown or [
+        f"{place}._target_: {', '.join(targets) or '(none)'} is none of the shipped "
+        f"{group}= options ({', '.join(options(group))})"
+    ]
 
 
 def _leaf(node: Any, dotted: str) -> Any:
