@@ -401,7 +401,8 @@ def _merge(stored: Any, shipped: Any, path: str, problems: list, deferred: list,
         for key, value in stored.items():
             where = _join(path, key)
             if is_special(key):
-                if key == "_target_" and RENAMED_TARGETS.get(value) == shipped.get(key):
+                renamed = RENAMED_TARGETS.get(value) if isinstance(value, str) else None
+                if key == "_target_" and renamed is not None and renamed == shipped.get(key):
                     continue  # a file written before the shipped class was renamed
                 if key not in shipped or value != shipped[key]:
                     problems.append(f"{where}: {_short(value)} is not the shipped config's")
