@@ -174,3 +174,16 @@ def test_predict_refuses_a_csv_with_a_repeated_column(tmp_path):
         DataError, match=r"inputs.csv:1: the input csv names the column 'text' more"
     ):
         read_input_csv(table, ["text"])
+
+
+def test_a_truncated_last_ckpt_gives_way_to_the_next_whole_checkpoint(tmp_path, caplog):
+    from emoclip.resume import plan_resume
+
+    run_dir = tmp_path / "run"
+    train(compose_train([*TINY, "trainer.max_epochs=2"], run_dir))
+    (run_dir / "metrics.json").unlink()
+    last = run_dir / "checkpoints" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])  # a copy cut short
+    resume = plan_resume(compose_train([*TINY, "trainer.max_epochs=2", "ckpt_path=last"], run_dir))
+    assert resume.checkpoint == str(run_dir / "checkpoints" / "best.ckpt")
+    assert "continuing from the run's next whole checkpoint" in caplog.text
