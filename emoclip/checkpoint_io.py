@@ -12,17 +12,20 @@ that is not a PyTorch file at all is said to be not a checkpoint.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import pickle
 import re
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.callbacks import ModelCheckpoint
 
-from emoclip.atomic import open_atomically
+from emoclip.atomic import open_atomically, write_error
 from emoclip.errors import DataError
 
 ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since PyTorch 1.6
@@ -82,7 +85,13 @@ def checkpoint_identity(path: str | Path, relative_to: Path | None = None) -> di
     given), epoch, global step and sha256."""
     path = Path(path)
     loaded = load_checkpoint_file(path, mmap=True)
-    shown = path.relative_to(relative_to) if relative_to is not None else path.resolve()
+    # Compared resolved: Lightning names checkpoints by their real path, so under an outputs/
+    # that is a symbolic link the run folder's own path and the file's differ.
+    shown = (
+        path.resolve().relative_to(relative_to.resolve())
+        if relative_to is not None
+        else path.resolve()
+    )
     return {
         "file": shown.as_posix(),
         "epoch": loaded.get("epoch"),
@@ -99,8 +108,25 @@ def _refusal_detail(err: Exception) -> str:
 
 
 def save_atomically(checkpoint: dict, path: str | Path) -> None:
-    with open_atomically(path, "wb") as file:
-        torch.save(checkpoint, file)
+    """torch.save, whole or not at all. torch's zip writer reports a full disk as a
+    RuntimeError ("file write failed"), not an OSError: said here as the disk being full."""
+    try:
+        with open_atomically(path, "wb") as file:
+            torch.save(checkpoint, file)
+    except RuntimeError as err:
+        if "write" not in str(err).lower():
+            raise
+        raise write_error(Path(path), OSError(errno.ENOSPC, _why_write_failed(Path(path)))) from err
+
+
+def _why_write_failed(path: Path) -> str:
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        return "the write failed (is the disk full?)"
+    if free < 64 << 20:
+        return f"No space left on device (disk full: {free >> 20} MB free)"
+    return "the write failed (is the disk full or the quota reached?)"
 
 
 class SafeCheckpointIO(TorchCheckpointIO):
@@ -121,3 +147,42 @@ class SafeCheckpointIO(TorchCheckpointIO):
     ) -> dict[str, Any]:
         # weights_only=False from a caller is ignored on purpose: no code runs from a file.
         return load_checkpoint_file(path, map_location)
+
+
+class RunCheckpoint(ModelCheckpoint):
+    """Lightning's ModelCheckpoint for a run folder that may be moved, copied or reached
+    through a symbolic link (outputs/ -> /scratch/...): the state it saves names its folder,
+    and a run continued in another folder takes that state as its own folder's (the same file
+    names there), so it keeps its best score and validates and tests its own best.ckpt.
+    Lightning's own drops the best score when the folder's path differs, and keeps pointing at
+    the old folder's file."""
+
+    def _generate_state_key(self, **kwargs: Any) -> str:
+        # Lightning's own key, so checkpoints written with either class continue with the other.
+        return f"ModelCheckpoint{kwargs!r}"
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        stored = state_dict.get("dirpath")
+        if isinstance(stored, str) and self.dirpath and stored != self.dirpath:
+            state_dict = _rebased(state_dict, stored, str(self.dirpath))
+        super().load_state_dict(state_dict)
+
+
+def _rebased(state: dict[str, Any], old: str, new: str) -> dict[str, Any]:
+    """The checkpoint callback's state with the paths under folder `old` moved under `new`."""
+
+    def moved(path: Any) -> Any:
+        if not isinstance(path, str) or not path:
+            return path
+        inside = Path(path)
+        try:
+            return str(Path(new) / inside.relative_to(old))
+        except ValueError:
+            return str(Path(new) / inside.name)  # written elsewhere: its name in this folder
+
+    state = dict(state, dirpath=new)
+    for key in ("best_model_path", "kth_best_model_path", "last_model_path"):
+        state[key] = moved(state.get(key))
+    if isinstance(state.get("best_k_models"), dict):
+        state["best_k_models"] = {moved(k): v for k, v in state["best_k_models"].items()}
+    return state

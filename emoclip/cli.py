@@ -51,6 +51,7 @@ def run_reporting_errors(job: Callable[[], T]) -> T:
         cause = user_error(err)
         if cause is None:
             raise
+        run_folder.remove_empty_created_folders()  # refused: no empty run folder left behind
         raise SystemExit(f"emoclip: {cause}") from None
 
 

@@ -99,6 +99,54 @@ class _Tee:
         return getattr(self.console, name)
 
 
+class _DeferredLog:
+    """The job log file, opened only once the run folder's checks pass (start_job_log, called
+    by emoclip.run_folder.RunFolder.claim), without following a symbolic link; until then what
+    is written waits here, and a refused command's lines never reach any file."""
+
+    def __init__(self, path: Path):
+        self.path, self.pending, self.file = path, [], None
+        self.closed = False
+
+    def write(self, text: str) -> None:
+        if self.file is None:
+            self.pending.append(text)
+        else:
+            self.file.write(text)
+
+    def flush(self) -> None:
+        if self.file is not None:
+            self.file.flush()
+
+    def open(self) -> None:
+        if self.file is not None or self.closed:
+            return
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+        try:
+            fd = os.open(self.path, flags, 0o644)
+        except OSError as err:
+            from emoclip.atomic import write_error
+
+            raise write_error(self.path, err) from err
+        self.file = os.fdopen(fd, "a", encoding="utf-8")
+        self.file.write("".join(self.pending))
+        self.pending = []
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+        self.closed = True
+
+
+_JOB_LOG: _DeferredLog | None = None
+
+
+def start_job_log() -> None:
+    """The run folder passed its checks: the job log file (train.log) may now be written."""
+    if _JOB_LOG is not None:
+        _JOB_LOG.open()
+
+
 def _process_rank() -> int:
     """This process's rank in a multi-process run (0 when alone), from what launchers set."""
     for name in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "NODE_RANK"):
@@ -128,8 +176,10 @@ def copy_console_to_job_log() -> Iterator[Path | None]:
     for handler in handlers:
         root.removeHandler(handler)
         handler.close()
+    global _JOB_LOG
     console = {"stdout": sys.stdout, "stderr": sys.stderr}
-    with path.open("a", encoding="utf-8") as log:
+    _JOB_LOG = log = _DeferredLog(path)
+    with contextlib.closing(log):
         tees = {name: _Tee(stream, log) for name, stream in console.items()}
         # Hydra's console log handler holds the stream it was configured with.
         repointed = []
@@ -154,3 +204,4 @@ def copy_console_to_job_log() -> Iterator[Path | None]:
             sys.stdout, sys.stderr = console["stdout"], console["stderr"]
             for handler, stream in repointed:
                 handler.setStream(stream)
+            _JOB_LOG = None

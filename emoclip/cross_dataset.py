@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 def cross_dataset_study(cfg: DictConfig, trust: Trust = GUARD_ONLY) -> tuple[Study, dict]:
     """The checkpoint's model with the data of `cfg.data`; and what metrics.json records."""
     checkpoint = load_checkpoint(cfg.ckpt_path)
-    trained = study_config(checkpoint, cfg.ckpt_path, trust=trust)
+    trained = study_config(checkpoint, cfg.ckpt_path, trust=trust, paths=cfg.paths)
     model_space = saved_label_space(checkpoint)
     study_cfg = OmegaConf.create(
         {

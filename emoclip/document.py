@@ -13,7 +13,17 @@ from urllib.parse import quote
 
 Block = tuple
 
-_INLINE = re.compile(r"`([^`]+)`|\[([^\]]+)\]\(([^)\s]+)\)")
+_INLINE = re.compile(r"\\([\\`\[\]<>!|&])|`([^`]+)`|\[([^\]]+)\]\(([^)\s]+)\)")
+_MARKUP = re.compile(r"([\\`\[\]<>!|&])")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def escape(text: object) -> str:
+    """Text from a file (a class name, a config value, a path) made inert in both outputs:
+    control characters shown as ?, the characters that open markup, links, images and code
+    backslash-escaped (Markdown shows them as themselves; the HTML writer reads the escapes
+    back). Emphasis (_, *) is left: it changes how text looks, never what it does."""
+    return _MARKUP.sub(r"\\\1", _CONTROL.sub("?", str(text)))
 
 
 def to_markdown(blocks: list[Block]) -> str:
@@ -38,21 +48,29 @@ def to_markdown(blocks: list[Block]) -> str:
 
 
 def _md_row(cells) -> str:
-    return "| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
+    cells = (re.sub(r"(?<!\\)\|", r"\\|", str(c)).replace("\n", " ") for c in cells)
+    return "| " + " | ".join(cells) + " |"
 
 
 def _inline(text: str) -> str:
     text, parts, done = str(text), [], 0
     for match in _INLINE.finditer(text):
         parts.append(html.escape(text[done : match.start()]))
-        code, label, target = match.groups()
-        if code is not None:
+        escaped, code, label, target = match.groups()
+        if escaped is not None:
+            parts.append(html.escape(escaped))
+        elif code is not None:
             parts.append(f"<code>{html.escape(code)}</code>")
         else:
             parts.append(f'<a href="{html.escape(quote(target), quote=True)}">{_inline(label)}</a>')
         done = match.end()
     parts.append(html.escape(text[done:]))
     return "".join(parts)
+
+
+def code(text: object) -> str:
+    """Text from a file shown as a code span: inert in Markdown and HTML alike."""
+    return "`" + _CONTROL.sub("?", str(text)).replace("`", "'") + "`"
 
 
 def link(text: str, target: str) -> str:

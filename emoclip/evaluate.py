@@ -57,7 +57,7 @@ def evaluate(cfg: DictConfig) -> dict:
                 extra.update(cross)
             else:
                 overrides = [*here(cfg), *(cfg.get("study_overrides") or [])]
-                study, _ = restore_study(cfg.ckpt_path, overrides, trust)
+                study, _ = restore_study(cfg.ckpt_path, overrides, trust, cfg.paths)
                 split_ids = None
         else:
             study = training_free_study(cfg)

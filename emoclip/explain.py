@@ -40,7 +40,7 @@ def explain(cfg: DictConfig) -> list[tuple[int, Attribution]]:
         trust = Trust.from_entry(cfg)
         folder.claim()
         overrides = [*here(cfg), *(cfg.get("study_overrides") or [])]
-        study, _ = restore_study(cfg.ckpt_path, overrides, trust)
+        study, _ = restore_study(cfg.ckpt_path, overrides, trust, cfg.paths)
         datamodule, network = study.datamodule, study.module.network.to(cfg.device).eval()
         datamodule.setup("test")
         if cfg.split not in datamodule.encoded:
@@ -106,14 +106,17 @@ def example_html(
 ) -> str:
     import numpy as np
 
+    # Class names come from the checkpoint, a file: escaped like every value from one.
     predicted = classes[result.predicted]
     verdict = "right" if predicted == true else "wrong"
     probabilities = ", ".join(
-        f"{classes[k]} {result.probabilities[k]:.2f}" for k in np.argsort(-result.probabilities)[:3]
+        f"{html.escape(classes[k])} {result.probabilities[k]:.2f}"
+        for k in np.argsort(-result.probabilities)[:3]
     )
     parts = [
         f'<section class="{verdict}"><h2>#{index} <code>{html.escape(record_id)}</code></h2>',
-        f"<p>true: <b>{true}</b> &middot; predicted: <b>{predicted}</b> ({verdict}) "
+        f"<p>true: <b>{html.escape(true)}</b> &middot; predicted: <b>{html.escape(predicted)}</b> "
+        f"({verdict}) "
         f"&middot; {probabilities}</p>",
     ]
     if picture is not None:

@@ -54,7 +54,14 @@ def predict_probabilities(
         batch = {k: v.to(device) for k, v in batch.items()}
         with torch.no_grad():
             probabilities.append(module(batch).float().softmax(-1).cpu())
-    return torch.cat(probabilities)
+    found = torch.cat(probabilities)
+    if not bool(found.isfinite().all()):
+        first = int((~found.isfinite()).any(-1).nonzero()[0])
+        raise DataError(
+            f"the model gives NaN probabilities for input {first + 1}: no class can be named "
+            "(its weights or this input hold non-finite values)"
+        )
+    return found
 
 
 def check_expected(

@@ -19,17 +19,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from emoclip.catalogue import display_name
 from emoclip.cli import run_reporting_errors
 from emoclip.data.sources.base import split_protocol as source_split_protocol
-from emoclip.document import Block, link, to_html, to_markdown
+from emoclip.document import Block, code, escape, link, to_html, to_markdown
 from emoclip.errors import DataError
 from emoclip.plots import normalise_rows, plot_confusion_grid, plot_overlaid_curves
 from emoclip.run_folder import CONFIG_FILE, METRICS_FILE, read_history, read_metrics
-from emoclip.trust import GUARD_ONLY, Trust, allowed_prefixes, check_untrusted
+from emoclip.safe_yaml import load_yaml_data
+from emoclip.stored_study import read_stored_study
+from emoclip.trust import GUARD_ONLY, Trust, allowed_prefixes
 
 # Config keys (and key prefixes) in which the runs of one configuration may differ.
 REPLICATE_KEYS = ("seed", "data.fold", "paths", "ckpt_path", "hydra")
@@ -136,19 +138,16 @@ def _natural_key(path: Path) -> list:
 
 def load_run(path: Path, trust: Trust = GUARD_ONLY) -> Run | SetAside:
     """The finished training run in a folder, or why the folder is set aside. Only a folder
-    whose config cannot be read at all, or that the guard refuses, is an error."""
+    whose config cannot be read at all, or that emoclip.stored_study refuses, is an error."""
     config_path = path / CONFIG_FILE
-    try:
-        config = OmegaConf.load(config_path)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, OmegaConfBaseException) as err:
-        raise DataError(f"{config_path}: not a readable config ({err})") from err
-    if not isinstance(config, DictConfig):
+    stored = load_yaml_data(config_path)  # capped, no aliases; nothing resolved
+    if not isinstance(stored, dict):
         raise DataError(f"{config_path}: expected a mapping of config keys")
-    check_untrusted(config, str(config_path), trust)  # before any value of it is resolved
+    if stored.get("ckpt_path") and stored.get("model") is None:  # eval, explain: no study
+        return SetAside(path, "evaluation", f"evaluates {code(stored['ckpt_path'])}")
+    config = read_stored_study(stored, str(config_path), trust, choices=run_folder_choices(path))
     if _get(config, "trainer.fast_dev_run"):
         return SetAside(path, "fast_dev_run", "trainer.fast_dev_run: one batch of each split")
-    if _get(config, "ckpt_path") and _get(config, "model") is None:
-        return SetAside(path, "evaluation", f"evaluates `{_get(config, 'ckpt_path')}`")
     if not (path / METRICS_FILE).is_file():
         return SetAside(path, "unfinished", "no metrics.json: still running, killed or crashed")
     try:
@@ -163,12 +162,29 @@ def load_run(path: Path, trust: Trust = GUARD_ONLY) -> Run | SetAside:
         done = f" after {_count(epochs, 'epoch')}" if isinstance(epochs, int) else ""
         return SetAside(path, "interrupted", f"interrupted (Ctrl-C){done}; not resumed")
     if status not in FINISHED:
-        return SetAside(path, "failed", f"status `{status}` in metrics.json")
+        return SetAside(path, "failed", f"status {code(status)} in metrics.json")
     try:
         metrics = read_metrics(path)
     except DataError as err:
         return SetAside(path, "unfinished", str(err).replace(f"{path / METRICS_FILE}: ", ""))
     return Run(path, config, metrics, read_history(path, metrics))
+
+
+def run_folder_choices(path: Path) -> dict | None:
+    """The group options the run recorded (.hydra/hydra.yaml: hydra.runtime.choices), or None
+    (a folder without it: emoclip.stored_study infers them)."""
+    hydra_file = path / ".hydra" / "hydra.yaml"
+    if not hydra_file.is_file():
+        return None
+    loaded = load_yaml_data(hydra_file)
+    choices = _get_plain(loaded, "hydra.runtime.choices")
+    return choices if isinstance(choices, dict) and choices else None
+
+
+def _get_plain(node: Any, key: str) -> Any:
+    for part in key.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
 
 
 def _get(config: DictConfig, key: str) -> Any:
@@ -202,10 +218,15 @@ def describe(config: DictConfig) -> dict[str, str]:
     return {
         "model": _shown(_get(config, "model.name")),
         "backbone": _backbone(config),
-        "fusion": "–" if fusion is None else _snake(str(fusion).rsplit(".", 1)[-1]),
+        "fusion": "–" if fusion is None else _fusion_name(str(fusion)),
         "finetune": _finetune(config),
         "data": _shown(_get(config, "data.name")),
     }
+
+
+def _fusion_name(target: str) -> str:
+    """The fusion's option name in conf/ (emoclip.catalogue), else from its class name."""
+    return display_name("model/fusion", target) or escape(_snake(target.rsplit(".", 1)[-1]))
 
 
 def _clip_label(config: DictConfig) -> str:
@@ -255,7 +276,7 @@ def _shown(value: Any) -> str:
         return f"{value:.3g}"
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_shown(v) for v in value) + "]"
-    return str(value)
+    return escape(value)
 
 
 def short_names(keys: Sequence[str]) -> dict[str, str]:
@@ -447,7 +468,8 @@ def build_report(
             values = conf.values(f"test/f1_{name}")
             cells.append(f"{np.mean(values):.4f}" if values else "–")
         rows.append([label, *cells])
-    blocks += [("h2", "Per-class F1 (test, mean over runs)"), ("table", ["row", *classes], rows)]
+    headers = ["row", *map(escape, classes)]
+    blocks += [("h2", "Per-class F1 (test, mean over runs)"), ("table", headers, rows)]
 
     ablated = [
         (label, conf)

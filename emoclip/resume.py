@@ -8,7 +8,8 @@ Ctrl-C, or best.ckpt if the run died between writing it and last.ckpt); one kill
 first checkpoint starts again. A sweep relaunched with the same `hydra.sweep.dir` gives each
 job the same folder, so `ckpt_path=last` resumes a whole sweep. Any other run folder or
 checkpoint file is continued from, in this run's folder. Either way the checkpoint must hold
-the same study (data, model, seed, monitor), and its stored config passes emoclip.trust's guard.
+the same study (data, model, seed, monitor), read through emoclip.stored_study (a file never
+chooses what code runs).
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from emoclip.data.sources.base import location_keys
-from emoclip.errors import ConfigError
+from emoclip.errors import ConfigError, DataError
 from emoclip.restore import load_checkpoint
 from emoclip.run_folder import (
     CHECKPOINTS,
@@ -31,7 +32,8 @@ from emoclip.run_folder import (
     finished_metrics,
     shown_overrides,
 )
-from emoclip.trust import GUARD_ONLY, Trust, check_untrusted
+from emoclip.stored_study import read_stored_study
+from emoclip.trust import GUARD_ONLY, Trust
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +77,7 @@ def plan_resume(cfg: DictConfig, trust: Trust = GUARD_ONLY) -> Resume:
             )
             return Resume(in_place=True)
         checkpoint, loaded = newest
+        adopt_stored_study(cfg, checkpoint, loaded, trust)
     else:
         path = Path(requested)
         checkpoint = path / LAST_CHECKPOINT if path.is_dir() else path
@@ -87,6 +90,38 @@ def plan_resume(cfg: DictConfig, trust: Trust = GUARD_ONLY) -> Resume:
     loaded = check_same_study(cfg, checkpoint, trust, loaded)
     log.info("continuing from %s (after epoch %d)", checkpoint, loaded["epoch"])
     return Resume(str(checkpoint), global_step=int(loaded["global_step"]), in_place=in_place)
+
+
+# What a run folder continued with nothing else on the command line takes from its own
+# checkpoint: the study, and how it trains (the keys its config groups and overrides set).
+ADOPTED_KEYS = (*STUDY_KEYS, "name", "trainer")
+
+
+def adopt_stored_study(cfg: DictConfig, checkpoint: Path, loaded: dict, trust: Trust) -> None:
+    """`emoclip-train ckpt_path=<run folder>` alone continues that run: each of ADOPTED_KEYS
+    the command line does not set is taken from the study stored in the folder's checkpoint,
+    rebuilt through emoclip.stored_study (so the user need not repeat the run's overrides)."""
+    if not HydraConfig.initialized():
+        return  # called from Python: cfg is the caller's, compared as it is
+    given = {
+        o.lstrip("+~").split("=", 1)[0].split(".", 1)[0].split("/", 1)[0]
+        for o in HydraConfig.get().overrides.task
+    }
+    if given & {"experiment", "debug"}:
+        return  # the command line chose a study of its own: compared, not replaced
+    rebuilt = read_stored_study(
+        loaded["hyper_parameters"],
+        str(checkpoint),
+        trust,
+        choices=loaded["emoclip"].get("choices"),
+        entry_paths=cfg.get("paths"),
+    )
+    adopted = [key for key in ADOPTED_KEYS if key not in given and rebuilt.get(key) is not None]
+    with open_dict(cfg):
+        for key in adopted:
+            cfg[key] = rebuilt[key]
+    if adopted:
+        log.info("continuing %s with its own %s", checkpoint.parent.parent, ", ".join(adopted))
 
 
 def check_run_folder_named() -> None:
@@ -112,7 +147,11 @@ def newest_checkpoint(run_dir: Path) -> tuple[Path, dict] | None:
     for preference, name in enumerate(reversed(RESUMABLE)):  # on a tie, last.ckpt
         path = run_dir / CHECKPOINTS / name
         if path.is_file():
-            loaded = load_checkpoint(path, mmap=True)  # tensors are read only when used
+            try:
+                loaded = load_checkpoint(path, mmap=True)  # tensors are read only when used
+            except DataError as err:  # truncated (a copy cut short): the next whole one serves
+                log.warning("%s; continuing from the run's next whole checkpoint", err)
+                continue
             if "optimizer_states" in loaded:
                 candidates.append(((int(loaded.get("global_step", 0)), preference), path, loaded))
     if not candidates:
@@ -128,8 +167,14 @@ def check_same_study(
     return the loaded checkpoint."""
     if loaded is None:
         loaded = load_checkpoint(checkpoint)
-    stored = loaded["hyper_parameters"]
-    check_untrusted(stored, str(checkpoint), trust)
+    rebuilt = read_stored_study(
+        loaded["hyper_parameters"],
+        str(checkpoint),
+        trust,
+        choices=loaded["emoclip"].get("choices"),
+        entry_paths=cfg.get("paths"),
+    )
+    stored = {key: _plain(rebuilt, key) for key in STUDY_KEYS}
     not_study = location_keys(stored.get("data")) | location_keys(cfg.get("data"))
     differences = []
     for key in STUDY_KEYS:
@@ -145,6 +190,11 @@ def check_same_study(
             f"{continue_command(run_dir)}; or train a new run without ckpt_path."
         )
     return loaded
+
+
+def _plain(cfg: DictConfig, key: str):
+    value = cfg.get(key)
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
 
 
 def _differences(stored, now, key: str, not_study: set[str]) -> list[str]:

@@ -21,6 +21,7 @@ plots, its config files), reading it back, and the rules every command that writ
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import errno
 import json
@@ -69,6 +70,33 @@ WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPE
 CREATED_HERE: set[Path] = set()
 
 
+def _cannot_create(path: Path, err: OSError) -> SystemExit:
+    return SystemExit(
+        f"emoclip: cannot create the run folder {path}: {err.strerror or err} (a read-only or "
+        "missing disk?); choose another paths.output_root or hydra.run.dir"
+    )
+
+
+class CreatableRunFolder:
+    """Hydra callback (conf/hydra/default.yaml): the run folder is created before Hydra's job
+    starts, so a folder that cannot be (a read-only file system) is one line, not a traceback."""
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        path = Path(str(config.hydra.run.dir))  # a new folder: claim_new_dir made it
+        try:
+            if not path.exists():
+                path.mkdir(parents=True)
+                CREATED_HERE.add(path.resolve())  # hydra.run.dir=<a new folder>
+        except OSError as err:
+            raise _cannot_create(path, err) from None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        try:
+            Path(str(config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise _cannot_create(Path(err.filename or "?"), err) from None
+
+
 def claim_new_dir(path: str) -> str:
     """`path`, or `path_2`, `path_3`, ...: the first that did not exist, created here.
 
@@ -76,16 +104,26 @@ def claim_new_dir(path: str) -> str:
     processes) never share a folder, and no run writes into an earlier one.
     """
     base = Path(path)
-    base.parent.mkdir(parents=True, exist_ok=True)
     candidate, n = base, 1
     while True:
         try:
+            base.parent.mkdir(parents=True, exist_ok=True)
             candidate.mkdir()
             CREATED_HERE.add(candidate.resolve())
             return str(candidate)
         except FileExistsError:
             n += 1
             candidate = base.with_name(f"{base.name}_{n}")
+        except OSError as err:  # SystemExit passes through Hydra's resolver as one line
+            raise _cannot_create(candidate, err) from None
+
+
+def remove_empty_created_folders() -> None:
+    """A command refused before its run folder was claimed leaves no folder behind: the empty
+    folders this process created for it go."""
+    for path in sorted(CREATED_HERE, reverse=True):
+        with contextlib.suppress(OSError):
+            path.rmdir()  # only when empty
 
 
 def hydra_run_dir(continue_in: str | None, new_run_dir: str) -> str:
@@ -172,6 +210,14 @@ def read_metrics(run_dir: Path) -> dict:
     missing = [key for key in ("classes", "test/acc", "test/f1_macro") if key not in metrics]
     if missing:
         raise DataError(f"{path}: missing {', '.join(missing)}; is it a finished run's metrics?")
+    classes = metrics["classes"]
+    if not isinstance(classes, list) or not all(
+        isinstance(c, str) and c.isprintable() for c in classes
+    ):
+        raise DataError(f"{path}: classes is not a list of printable names")
+    numbers = [k for k, v in metrics.items() if "/" in k and isinstance(v, str | bool)]
+    if numbers:
+        raise DataError(f"{path}: {', '.join(numbers[:3])} is not a number")
     return metrics
 
 
@@ -346,21 +392,38 @@ def _hydra_value(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+# An override the printed "continue" command may repeat: a config group's option, or a
+# dotted key of the study with a literal value. Never the entry's trust (trust_config,
+# allow_targets), Hydra's own keys, + or ~, special keys, interpolations or mappings.
+_GROUP_OR_KEY = re.compile(r"[A-Za-z][\w/]*(\.[A-Za-z]\w*)*")
+_LITERAL = re.compile(r"[\w./:@+,\-\[\] ]*")
+NEVER_REPEATED = ("ckpt_path", "hydra", "trust_config", "allow_targets", "paths")
+
+
+def repeatable(override: str) -> bool:
+    """Whether an override read from overrides.yaml (a file) may be printed for the user to
+    paste: a study key with a literal value (see _GROUP_OR_KEY, _LITERAL, NEVER_REPEATED)."""
+    key, equals, value = override.partition("=")
+    return (
+        bool(equals)
+        and _GROUP_OR_KEY.fullmatch(key) is not None
+        and key.split(".")[0].split("/")[0] not in NEVER_REPEATED
+        and not any(part.startswith("_") for part in re.split(r"[./]", key))
+        and _LITERAL.fullmatch(value) is not None
+        and len(override) <= 200
+    )
+
+
 def continue_command(run_dir: Path) -> str:
-    """The command that continues the run in run_dir in place: its own overrides (quoted for a
-    POSIX shell; the file is untrusted text), hydra.run.dir=<run_dir> and ckpt_path=last."""
-    tail = [shlex.quote(f"hydra.run.dir={_hydra_value(str(run_dir))}"), "ckpt_path=last"]
-    overrides = run_overrides(run_dir)
-    if overrides is None:
-        return " ".join(["emoclip-train", "<the run's overrides>", *tail])
-    kept = [o for o in overrides if _override_key(o) not in ("ckpt_path", "hydra.run.dir")]
-    if not all(o.isprintable() for o in kept):
-        return (
-            " ".join(["emoclip-train", "<the run's overrides>", *tail])
-            + f" (its overrides in {run_dir / OVERRIDES_FILE} hold control characters: "
-            "copy them by hand)"
-        )
-    return " ".join(["emoclip-train", *map(shlex.quote, kept), *tail])
+    """The command that continues the run in run_dir in place: the run folder as ckpt_path,
+    and its own overrides that are study keys with literal values (`repeatable`; the file is
+    untrusted text, so nothing else it holds is printed for the user to paste)."""
+    folder = shlex.quote(f"ckpt_path={_hydra_value(str(run_dir))}")
+    overrides = run_overrides(run_dir) or []
+    kept = [o for o in overrides if repeatable(o)]
+    left = len(overrides) - len(kept)
+    note = f" (left out: {left} of its overrides that are not plain study values)" if left else ""
+    return " ".join(["emoclip-train", *map(shlex.quote, kept), folder]) + note
 
 
 def shown_overrides(run_dir: Path) -> str:
@@ -382,8 +445,13 @@ def lock_folder(run_dir: Path) -> int:
     path = run_dir / LOCK_FILE
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
     except OSError as err:
+        if path.is_symlink():
+            raise RunFolderError(
+                f"{path} is a symbolic link: a run folder's files are never opened through one "
+                "(a folder from elsewhere could point them at your files); remove it"
+            ) from None
         raise write_error(path, err) from err
     if fcntl is None:
         return fd
@@ -400,6 +468,29 @@ def lock_folder(run_dir: Path) -> int:
     os.ftruncate(fd, 0)
     os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode())
     return fd
+
+
+def refuse_links(run_dir: Path) -> None:
+    """A run folder from elsewhere may hold symbolic links where emoclip writes (train.log,
+    metrics.json, .hydra/...): refused, so nothing is written through one to a file elsewhere.
+    (Other files are written atomically: renamed over a link, not through it.)"""
+    for name in ("train.log", METRICS_FILE, ".hydra"):
+        if (run_dir / name).is_symlink():
+            raise RunFolderError(
+                f"{run_dir / name} is a symbolic link: a run folder's files are never written "
+                "through one (a folder from elsewhere could point them at your files); remove it"
+            )
+
+
+def remove_partial_files(run_dir: Path) -> None:
+    """The hidden .partial files a killed writer left (emoclip.atomic): with the folder's lock
+    held no one else is writing them, so they go."""
+    for folder in (run_dir, run_dir / CHECKPOINTS, run_dir / ".hydra", run_dir / "plots"):
+        if folder.is_dir() and not folder.is_symlink():
+            for leftover in folder.glob(".*.partial"):
+                if leftover.is_file() or leftover.is_symlink():
+                    leftover.unlink()
+                    log.info("removed %s, left by a killed write", leftover)
 
 
 def release_lock(fd: int) -> None:
@@ -448,6 +539,11 @@ class RunFolder:
         self._lock = lock_folder(self.path)
         if not continuing:
             self.refuse_if_taken()
+        refuse_links(self.path)
+        remove_partial_files(self.path)
+        from emoclip.console import start_job_log
+
+        start_job_log()  # train.log is written from here on, never before the checks
 
     def refuse_if_taken(self) -> None:
         status = run_status(self.path)

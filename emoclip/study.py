@@ -22,6 +22,7 @@ from emoclip.models.feature_cache import FeatureCache
 from emoclip.models.module import EmotionClassifier
 from emoclip.models.task import TaskSpec
 from emoclip.models.towers.open_clip import default_bpe_vocab
+from emoclip.stored_study import recorded_choices
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +156,7 @@ def build_module(
         extra_checkpoint_state={
             "tokenizer": tokenizer_to_json(tokenizer) if trained_tokenizer else None,
             "label_space": label_space,
+            "choices": recorded_choices(),  # which option of each config group (stored_study)
         },
     )
 

@@ -43,6 +43,11 @@ def train(cfg: DictConfig) -> dict:
         check_trainable(cfg)
         resume = plan_resume(cfg, Trust.from_entry(cfg))
         if resume.finished is not None:
+            from emoclip.console import start_job_log
+            from emoclip.run_folder import refuse_links
+
+            refuse_links(run_dir)
+            start_job_log()  # its own folder: the log says the run was found finished
             print(summary(run_dir, resume.finished), flush=True)
             return resume.finished
         folder.claim(continuing=resume.in_place)
@@ -71,6 +76,9 @@ def check_trainable(cfg: DictConfig) -> None:
             f"model={cfg.model.name} is not trained: evaluate it with "
             f"emoclip-eval model={cfg.model.name} data={cfg.data.name}"
         )
+    lr = cfg.model.get("optimizer", {}).get("lr") if cfg.model.get("optimizer") else None
+    if isinstance(lr, int | float) and not isinstance(lr, bool) and not lr > 0:
+        raise ConfigError(f"model.optimizer.lr={lr}: expected a learning rate above 0")
     if cfg.trainer.get("fast_dev_run"):
         return
     max_epochs, max_steps = cfg.trainer.get("max_epochs"), cfg.trainer.get("max_steps", -1)

@@ -137,7 +137,6 @@ def test_config_errors_come_before_the_heavy_imports(tmp_path):
     for line, module in zip(lines[1:4], ("evaluate", "explain", "predict"), strict=True):
         assert line.startswith(f"emoclip.{module} -> emoclip: ckpt: nothing reads this key")
     assert lines[-1] == "heavy modules imported: []"
-    # The error is in the run folder's train.log too, and no run started.
-    log = (tmp_path / "train" / "train.log").read_text()
-    assert "emoclip: data.dataset.text_column is read by" in log
-    assert not (tmp_path / "train" / "metrics.json").exists()
+    # A refused command writes nothing anywhere: no train.log, no run folder left behind.
+    assert not (tmp_path / "train").exists()
+    assert not (tmp_path / "eval").exists() and not (tmp_path / "explain").exists()

@@ -10,9 +10,10 @@ from hydra.errors import HydraException
 from omegaconf import OmegaConf
 
 from emoclip.cli import run_reporting_errors
+from emoclip.report import load_run
+from emoclip.stored_study import read_stored_study
 from emoclip.study import config_dir
 from emoclip.train import train
-from emoclip.trust import check_untrusted
 from tests.conftest import compose_train
 
 CONF = Path(config_dir())
@@ -43,17 +44,26 @@ def test_option_composes_and_resolves(group, name, tmp_path):
     container = OmegaConf.to_container(cfg, resolve=True)
     assert container["paths"]["output_dir"] == str(tmp_path)
     assert container["model"]["name"]
-    # Read back from a file, it passes the guard: as a checkpoint stores it (resolved) and as a
-    # run folder's .hydra/config.yaml holds it (unresolved).
-    check_untrusted(container, "a checkpoint")
-    check_untrusted(OmegaConf.to_container(cfg, resolve=False), "a run folder's config")
+    # Read back from a file, it is rebuilt as the same study: as a checkpoint stores it
+    # (resolved, with its recorded choice) and as a run folder's .hydra/config.yaml holds it
+    # (unresolved, its choices inferred from its _target_s).
+    recorded = None if group in ("hparams_search", "debug") else {group: name}
+    for stored, choices in (
+        (container, recorded),
+        (OmegaConf.to_container(cfg, resolve=False), None),
+    ):
+        rebuilt = read_stored_study(stored, "a file", choices=choices, entry_paths=cfg.paths)
+        for key in ("data", "model", "seed", "monitor"):
+            assert OmegaConf.to_container(rebuilt, resolve=True)[key] == container[key], key
 
 
 @pytest.mark.parametrize("entry", ["eval", "explain"])
-def test_the_other_entries_run_folder_configs_pass_the_guard(entry):
+def test_the_other_entries_run_folders_are_set_aside_by_the_report(entry, tmp_path):
     with initialize_config_dir(str(CONF), version_base="1.3"):
         cfg = compose(entry, overrides=["ckpt_path=x.ckpt", "paths.output_dir=/tmp/e"])
-    check_untrusted(OmegaConf.to_container(cfg, resolve=False), f"{entry}'s config")
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    assert load_run(tmp_path).kind == "evaluation"
 
 
 def test_default_study_is_clip_fusion_with_tiny_clip_on_synthetic(tmp_path):

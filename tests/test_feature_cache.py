@@ -3,6 +3,7 @@ computed once, cached on disk under a key of the towers (class, settings, weight
 preprocessing and data; a changed key recomputes, a stale file is never read."""
 
 import csv
+import hashlib
 import json
 import logging
 import shutil
@@ -201,7 +202,13 @@ def forge(path, change, fit_the_record=False):
     tensors = {k: change(v).contiguous() for k, v in tensors.items()}
     if fit_the_record:
         metadata["shapes"] = json.dumps({k: list(v.shape) for k, v in tensors.items()})
-        metadata["sha256"] = content_digest(tensors)
+        metadata["digest"] = content_digest(tensors)  # with the key: only the user could
+    if fit_the_record == "unkeyed":  # what anyone can compute: a plain sha256 of the content
+        digest = hashlib.sha256()
+        for name in sorted(tensors):
+            digest.update(f"{name}:{tensors[name].dtype}:{tuple(tensors[name].shape)};".encode())
+            digest.update(tensors[name].reshape(-1).view(torch.uint8).numpy())
+        metadata["digest"] = digest.hexdigest()
     save_file(tensors, str(path), metadata)
 
 
@@ -214,8 +221,18 @@ def forge(path, change, fit_the_record=False):
         (lambda t: t[:, :-1], True, "features the encoders do not give"),
         (lambda t: t.half(), True, "not float32 rows"),
         (lambda t: t[:-1], True, "holds 69 rows of image, and the split has 70"),
+        # The three spot-checked rows (first, middle, last) kept, two others swapped.
+        (lambda t: t[[0, 2, 1, *range(3, len(t))]], "unkeyed", "keyed digest differs"),
     ],
-    ids=["reversed", "reversed, fitting record", "width", "width, fitting record", "dtype", "rows"],
+    ids=[
+        "reversed",
+        "reversed, fitting record",
+        "width",
+        "width, fitting record",
+        "dtype",
+        "rows",
+        "spot rows kept, plain sha256",
+    ],
 )
 def test_a_forged_cache_file_is_detected_and_rebuilt(
     base, change, fit_the_record, reason, tmp_path, caplog

@@ -133,7 +133,7 @@ def test_resuming_another_study_names_the_differences(tmp_path):
         key, value = override.split("=")
         assert re.search(rf"{re.escape(key)}: \S+ in the checkpoint, '?{re.escape(value)}", message)
     assert "The run's own overrides: trainer.max_epochs=7. Continue it with its own" in message
-    assert f"emoclip-train trainer.max_epochs=7 hydra.run.dir={tmp_path} ckpt_path=last" in message
+    assert f"emoclip-train trainer.max_epochs=7 ckpt_path={tmp_path}" in message
     # Where the data lives and the trainer may change; the study may not.
     moved = ["ckpt_path=last", "data.num_workers=2", "trainer.max_epochs=20"]
     assert plan_resume(compose_train(moved, tmp_path)).checkpoint is not None

@@ -210,12 +210,12 @@ def test_a_folder_that_holds_a_run_is_never_written_by_another(tmp_path):
     before = snapshot(run_dir)
     with pytest.raises(RunFolderError) as refusal:
         train(compose_train(["model=text_lstm"], run_dir))
-    command = (
-        "emoclip-train model=text_lstm '+note=$(touch pwned) it'\"'\"'s' "
-        f"hydra.run.dir={run_dir} ckpt_path=last"
-    )
+    # The overrides file is untrusted: only the study's own keys with literal values are
+    # printed for the user to paste, never an addition (+), a shell substitution or trust.
+    command = f"emoclip-train model=text_lstm ckpt_path={run_dir} (left out: 1 of its overrides"
     assert "already holds a run (unfinished)" in str(refusal.value)
-    assert f"To continue it: {command}." in str(refusal.value)
+    assert f"To continue it: {command}" in str(refusal.value)
+    assert "pwned" not in str(refusal.value)
     assert snapshot(run_dir) == before
 
 

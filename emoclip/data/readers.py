@@ -182,6 +182,12 @@ def csv_rows(
                 f"{path}: the {what} is empty; expected a header with {', '.join(required)}"
             )
         header = [name.strip() for name in header]
+        repeated = sorted({name for name in header if header.count(name) > 1})
+        if repeated:  # which of the two would be read is a guess: refused
+            raise DataError(
+                f"{path}:1: the {what} names the column {', '.join(map(repr, repeated))} more "
+                "than once; rename or remove the repeated column"
+            )
         missing = [name for name in required if name not in header]
         if missing:
             raise DataError(

@@ -13,7 +13,8 @@ the name changes, so a stale file is never read; the full key is also stored in 
 checked on load.
 
 A cache file is data from disk like any other: what it holds is checked before it is used. Each
-file records, when written, its entries' shapes and dtypes and a sha256 of their content; on
+file records, when written, its entries' shapes and dtypes and a digest of their content keyed
+by a secret kept in the user's own config folder (emoclip.integrity; a forger cannot make it); on
 reading, the entries must be float32 rows of features, one per example of the split, match
 what was recorded, and a few rows recomputed with the encoders must match the cached ones (a
 file forged with the right key and a fitting hash still fails that). A file that fails any check
@@ -38,6 +39,7 @@ from emoclip.atomic import atomic_path
 from emoclip.data.datamodule import EmotionDataModule, EncodedSplit, FeatureSplit
 from emoclip.data.images import normalize
 from emoclip.errors import ConfigError, WriteError
+from emoclip.integrity import keyed_digest, same_digest
 from emoclip.models.base import Network
 
 log = logging.getLogger(__name__)
@@ -222,12 +224,16 @@ def expected_rows(modalities: Sequence[str], data: EncodedSplit) -> dict[str, in
 
 
 def content_digest(tensors: dict[str, torch.Tensor]) -> str:
-    digest = hashlib.sha256()
-    for name in sorted(tensors):
-        t = tensors[name].contiguous()
-        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy())
-    return digest.hexdigest()
+    """A digest of a cache file's content keyed by this user's secret (emoclip.integrity): a
+    forger who rewrites the file cannot compute it, as anyone can a plain sha256."""
+
+    def chunks():
+        for name in sorted(tensors):
+            t = tensors[name].contiguous()
+            yield f"{name}:{t.dtype}:{tuple(t.shape)};".encode()
+            yield t.reshape(-1).view(torch.uint8).numpy().tobytes()
+
+    return keyed_digest(chunks())
 
 
 def _read(path: Path, key: str, rows: dict[str, int]) -> dict[str, torch.Tensor] | None:
@@ -267,8 +273,8 @@ def _check(tensors: dict[str, torch.Tensor], metadata: dict, rows: dict[str, int
         recorded = None
     if recorded != {name: list(t.shape) for name, t in tensors.items()}:
         return f"holds shapes other than those recorded when it was written ({recorded})"
-    if metadata.get("sha256") != content_digest(tensors):
-        return "holds other content than was written (its sha256 differs)"
+    if not same_digest(metadata.get("digest"), content_digest(tensors)):
+        return "holds other content than was written (its keyed digest differs)"
     return None
 
 
@@ -278,7 +284,7 @@ def _write(path: Path, key: str, tensors: dict[str, torch.Tensor]) -> None:
     metadata = {
         "key": key,
         "shapes": json.dumps({name: list(t.shape) for name, t in tensors.items()}),
-        "sha256": content_digest(tensors),
+        "digest": content_digest(tensors),
     }
     try:
         with atomic_path(path) as partial:

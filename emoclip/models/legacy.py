@@ -72,6 +72,10 @@ def upgrade_checkpoint(checkpoint: dict, path: str | Path) -> dict:
             f"{path} was written by an earlier emoclip ({target}) and its config cannot be "
             f"read as today's (no {err}); {REBUILD}"
         ) from err
+    # How the old run was trained (its callbacks and loggers named classes since renamed) is
+    # not part of its study: today's shipped defaults stand in (emoclip.stored_study).
+    for key in ("trainer", "callbacks", "logger"):
+        hparams.pop(key, None)
     checkpoint["hyper_parameters"] = hparams
     checkpoint["state_dict"] = upgrade_state_dict(checkpoint["state_dict"])
     return checkpoint
@@ -131,6 +135,7 @@ def _tower_fusion(old: dict, **towers) -> dict:
         or {"_target_": "emoclip.models.fusion.ConcatFusion", "_partial_": True},
         "hidden_size": old["hidden_size"],
         "dropout": old["dropout"],
+        "finetune": "full",  # towers trained with the head (ClipFusion's own mode replaces it)
     }
 
 
