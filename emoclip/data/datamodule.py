@@ -34,7 +34,13 @@ from emoclip.data.splits import (
     check_splits,
     split_ids,
 )
-from emoclip.data.store import Tokens, available_cpus, images_in_memory, stored_images
+from emoclip.data.store import (
+    Tokens,
+    available_cpus,
+    images_in_memory,
+    map_pixels,
+    stored_images,
+)
 from emoclip.data.tokenizer import encode_texts
 from emoclip.errors import ConfigError, DataError
 
@@ -83,7 +89,7 @@ class EncodedSplit(Dataset):
         self.__dict__.update(state)
         if self.pixels_file is not None:
             path, shape = self.pixels_file
-            self.pixels = torch.from_numpy(np.memmap(path, np.uint8, "c", shape=shape))
+            self.pixels = map_pixels(path, shape)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -566,4 +572,3 @@ def shard_for_rank(dataset: Dataset, sampler: Sampler | None, shuffle: bool):
     from lightning.pytorch.overrides.distributed import DistributedSamplerWrapper
 
     return DistributedSamplerWrapper(sampler, shuffle=False), False
-

@@ -31,6 +31,7 @@ import math
 import multiprocessing
 import os
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
@@ -71,9 +72,7 @@ class Tokens:
         lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
         offsets = np.zeros(len(sequences) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
-        ids = np.fromiter(
-            (t for s in sequences for t in s), dtype=np.int32, count=int(offsets[-1])
-        )
+        ids = np.fromiter((t for s in sequences for t in s), dtype=np.int32, count=int(offsets[-1]))
         return cls(ids, offsets)
 
     @classmethod
@@ -105,6 +104,15 @@ class Tokens:
 # --- images -----------------------------------------------------------------------------------
 
 
+def map_pixels(path: str | Path, shape: tuple[int, ...]) -> torch.Tensor:
+    """A store file as a uint8 tensor, mapped read-only and shared: its pages are the page
+    cache's, not this process's memory (nor counted in its RLIMIT_DATA)."""
+    array = np.memmap(path, np.uint8, "r", shape=shape)
+    with warnings.catch_warnings():  # torch warns of writes to a read-only array; none happen
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(array)
+
+
 class ImageStore:
     """Where one split's decoded images live: `folder/<what>-<size>px-<key>.u8` and its .json."""
 
@@ -121,9 +129,8 @@ class ImageStore:
     def row_shape(self) -> tuple[int, int, int]:
         return (3, self.size, self.size)
 
-    def open(self, rows: int) -> np.memmap:
-        # Copy-on-write: torch gets a writable array without a copy; nothing reaches the file.
-        return np.memmap(self.file, np.uint8, "c", shape=(rows, *self.row_shape()))
+    def open(self, rows: int) -> torch.Tensor:
+        return map_pixels(self.file, (rows, *self.row_shape()))
 
     def read(self) -> list[int] | None:
         """The kept rows (record indices) of a store that passes every check, else None."""
@@ -194,7 +201,7 @@ def stored_images(
             kept = store.write(records, skip_bad, what)
         else:
             log.info("%s: %d decoded images read from %s", what, len(kept), store.file)
-    return kept, torch.from_numpy(store.open(len(kept))), store.file
+    return kept, store.open(len(kept)), store.file
 
 
 def images_in_memory(
