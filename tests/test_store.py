@@ -18,11 +18,12 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from PIL import Image
 
-from emoclip.data import store
+from emoclip.data import shards, store
 from emoclip.data.datamodule import EmotionDataModule
 from emoclip.data.file_hashes import remembered_in
 from emoclip.data.images import load_pixels
 from emoclip.data.records import Record
+from emoclip.data.shards import ShardStream, write_shards
 from emoclip.data.sources.base import Source
 from emoclip.data.store import Tokens, stored_images
 from emoclip.errors import DataError
@@ -254,3 +255,61 @@ def test_a_split_larger_than_the_memory_limit_trains_through_the_store(tmp_path)
     assert "trained 113 steps on 131 MB of pixels" in stored.stdout
     in_memory = run("none")
     assert in_memory.returncode == 3, in_memory.stderr[-3000:]
+
+
+def shard_folder(tmp_path, rows=5):
+    write_images(tmp_path / "images", 40)
+    dm = files_datamodule(tmp_path / "images", tmp_path / "cache")
+    dm.setup("fit")
+    folder = tmp_path / "shards"
+    write_shards(dm.encoded["train"], dm.classes, folder, rows=rows)
+    return dm, folder
+
+
+def test_shards_stream_every_item_once_shuffled_by_epoch(tmp_path):
+    dm, folder = shard_folder(tmp_path)
+    stream = ShardStream(folder, buffer=8, seed=1)
+    epochs = [[item["index"] for item in stream] for _ in range(2)]
+    for seen in epochs:
+        assert sorted(seen) == list(range(24))
+    assert epochs[0] != epochs[1] and epochs[0] != sorted(epochs[0])
+    item = next(iter(ShardStream(folder)))
+    assert torch.equal(item["pixels"], dm.encoded["train"].pixels[item["index"]])
+    assert item["labels"] == dm.encoded["train"].labels[item["index"]]
+
+
+def test_shards_are_dealt_to_ranks_and_workers_without_overlap(tmp_path, monkeypatch):
+    _, folder = shard_folder(tmp_path, rows=2)  # 12 shards of 2
+    seen = {}
+    for rank in range(2):
+        monkeypatch.setattr(shards, "_ranks", lambda rank=rank: (rank, 2))
+        loader = torch.utils.data.DataLoader(ShardStream(folder, buffer=3), num_workers=2)
+        seen[rank] = [int(item["index"]) for item in loader]
+    assert len(seen[0]) == len(seen[1]) == 12  # the same steps on every rank
+    assert not set(seen[0]) & set(seen[1]) and len(set(seen[0]) | set(seen[1])) == 24
+
+
+def test_a_changed_shard_or_an_unsigned_index_is_refused(tmp_path):
+    _, folder = shard_folder(tmp_path)
+    shard = folder / "shard-00001.npz"
+    content = bytearray(shard.read_bytes())
+    content[-200] ^= 0xFF
+    shard.write_bytes(bytes(content))
+    with pytest.raises(DataError, match="shard-00001.npz: its content does not match"):
+        list(ShardStream(folder, buffer=1))
+    index = json.loads((folder / "index.json").read_text())
+    index["classes"] = list(reversed(index["classes"]))
+    (folder / "index.json").write_text(json.dumps(index))
+    with pytest.raises(DataError, match="not signed with this user's key"):
+        ShardStream(folder)
+
+
+def test_a_study_trains_from_shards(tmp_path):
+    _, folder = shard_folder(tmp_path)
+    dm = files_datamodule(tmp_path / "images", tmp_path / "cache", train_shards=str(folder))
+    dm.setup("fit")
+    batches = list(dm.train_dataloader())
+    assert sorted(i for b in batches for i in b["index"].tolist()) == list(range(24))
+    batch = dm.on_after_batch_transfer(batches[0], 0)
+    assert batch["pixel_values"].shape == (4, 3, 24, 24) and batch["labels"].shape == (4,)
+    assert len(dm.encoded["val"]) == 8  # the other splits from the store

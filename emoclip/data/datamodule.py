@@ -26,6 +26,7 @@ from emoclip.data.images import augment, normalization_stats, normalize
 from emoclip.data.labels import LabelSpace
 from emoclip.data.length_batches import LengthBucketSampler
 from emoclip.data.records import SPLITS, Record
+from emoclip.data.shards import ShardStream
 from emoclip.data.sources.base import MODALITIES, Source
 from emoclip.data.splits import (
     GIVEN_SPLITS_HINT,
@@ -208,6 +209,7 @@ class EmotionDataModule(L.LightningDataModule):
         model_label_space: Mapping | None = None,
         bucket_by_length: bool = False,
         cache_dir: str | None = None,
+        train_shards: str | None = None,
     ):
         super().__init__()
         unknown = set(modalities) - set(MODALITIES)
@@ -255,6 +257,8 @@ class EmotionDataModule(L.LightningDataModule):
         self.bucket_by_length = bucket_by_length
         # The decoded store and the remembered file digests (null: decoded into memory).
         self.store_dir = Path(cache_dir) / "decoded" if cache_dir else None
+        # Training examples streamed from shards (emoclip.data.shards), a folder or URL.
+        self.train_shards = train_shards
         self.tokenizer = None
         self.records: dict[str, list[Record]] | None = None
         self.notes: dict = {}  # how the splits came about, for splits.json
@@ -410,6 +414,9 @@ class EmotionDataModule(L.LightningDataModule):
             )
         skipped = 0
         for split, records in self.load_records().items():
+            if split == "train" and self.train_shards:
+                self.encoded[split] = self._stream_shards()
+                continue
             pixels, pixels_file = None, None
             if "image" in self.modalities:
                 records, pixels, pixels_file = self._decode_images(records, split)
@@ -421,10 +428,19 @@ class EmotionDataModule(L.LightningDataModule):
             log.warning("%s: skipped %d unreadable images (data.skip_bad=true)", self.name, skipped)
             self._check_records()
         pool = self.dataset.train_text_pool()
-        if pool is not None and "text" in self.modalities:
+        if pool is not None and "text" in self.modalities and not self.train_shards:
             by_class, seed = pool
             self.encoded["train"].text_pool = self._encode_text_pool(by_class)
             self.encoded["train"].seed = seed
+
+    def _stream_shards(self) -> ShardStream:
+        stream = ShardStream(self.train_shards, seed=torch.initial_seed() % 2**31)
+        if list(stream.classes) != list(self.classes):
+            raise ConfigError(
+                f"data.train_shards={self.train_shards} holds the classes {stream.classes}, "
+                f"but the study's are {list(self.classes)}"
+            )
+        return stream
 
     def _encode_text_pool(self, pool: dict[str, list[Record]]) -> list[Tokens]:
         return [
@@ -490,6 +506,15 @@ class EmotionDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         dataset = self.encoded[split]
+        if isinstance(dataset, ShardStream):  # it shuffles and divides itself
+            return DataLoader(
+                dataset,
+                batch_size=self.batch_size,
+                num_workers=self.num_workers or 0,
+                persistent_workers=bool(self.num_workers),
+                pin_memory=self._pin_memory(),
+                collate_fn=self.collate(),
+            )
         sampler = None
         if shuffle and dataset.text_pool is not None:
             sampler, shuffle = EpochSampler(len(dataset), dataset.seed), False
