@@ -160,24 +160,25 @@ def generate_texts(n: int) -> Path:
 
 class AnonPeak:
     """Samples RssAnon of this process and all its descendants every 50 ms; keeps the peak per
-    phase (set `phase`)."""
+    phase (set `phase`). Also Pss_Anon: a forked child's RssAnon counts the pages it still
+    shares with its parent (copy-on-write) again, Pss_Anon splits them among the sharers."""
 
     def __init__(self):
         import psutil
 
         self.me = psutil.Process()
-        self.phase, self.peaks = "start", {}
+        self.phase, self.peaks, self.pss_peaks = "start", {}, {}
         self.processes = 1
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
     @staticmethod
-    def _anon(pid: int) -> int:
+    def _field(path: str, name: str) -> int:
         try:
-            with open(f"/proc/{pid}/status") as f:
+            with open(path) as f:
                 for line in f:
-                    if line.startswith("RssAnon:"):
+                    if line.startswith(name):
                         return int(line.split()[1]) * 1024
         except OSError:
             pass
@@ -186,15 +187,18 @@ class AnonPeak:
     def _run(self) -> None:
         while not self.stop.is_set():
             pids = [self.me.pid] + [c.pid for c in self.me.children(recursive=True)]
-            total = sum(self._anon(p) for p in pids)
+            total = sum(self._field(f"/proc/{p}/status", "RssAnon:") for p in pids)
+            pss = sum(self._field(f"/proc/{p}/smaps_rollup", "Pss_Anon:") for p in pids)
             self.peaks[self.phase] = max(self.peaks.get(self.phase, 0), total)
+            self.pss_peaks[self.phase] = max(self.pss_peaks.get(self.phase, 0), pss)
             self.processes = max(self.processes, len(pids))
             time.sleep(0.05)
 
     def close(self) -> dict:
         self.stop.set()
         self.thread.join()
-        return {k: round(v / 2**20) for k, v in self.peaks.items()}
+        mb = {k: round(v / 2**20) for k, v in self.peaks.items()}
+        return {**mb, **{f"pss_{k}": round(v / 2**20) for k, v in self.pss_peaks.items()}}
 
 
 def cpu_seconds() -> float:
@@ -374,7 +378,9 @@ def report(rows: list[dict], texts: dict | None, args) -> str:
         + "`",
         f"on {os.cpu_count()} cores; beside it: {args.beside or 'not recorded'}. CNN study "
         f"(model=image_cnn), batch {BATCH}, generated {SIZE} px JPEGs. Peak RssAnon in MB, "
-        "summed over the run's processes (set-up / training / bare loop). `built`: empty cache, "
+        "summed over the run's processes (set-up / training / bare loop), and in brackets "
+        "Pss_Anon (shared copy-on-write pages of forked children counted once). `built`: "
+        "empty cache, "
         "the store is decoded; `reused`: the same again; `speed`: throughput at a smaller size "
         "(its own store), as 224 px steps take seconds each on these cores.",
         "",
@@ -386,8 +392,8 @@ def report(rows: list[dict], texts: dict | None, args) -> str:
         p = r["peak_anon_mb"]
         lines.append(
             f"| {r['images']} | {r['store_state']} | {r['size']} | {r['steps']} | "
-            f"{r['setup_s']:.1f} | {r['setup_cores']:.2f} | {p.get('setup', 0)} | "
-            f"{p.get('train', 0)} | {p.get('bare', 0)} | {r['workers']} | "
+            f"{r['setup_s']:.1f} | {r['setup_cores']:.2f} | {_mb(p, 'setup')} | "
+            f"{_mb(p, 'train')} | {_mb(p, 'bare')} | {r['workers']} | "
             f"{r['emoclip_img_s']:.1f} | {r['bare_img_s']:.1f} | "
             f"{r['emoclip_img_s'] / r['bare_img_s']:.2f} |"
         )
@@ -395,10 +401,14 @@ def report(rows: list[dict], texts: dict | None, args) -> str:
         lines += [
             "",
             f"Texts (model=text_lstm set-up, records to token arrays): {texts['texts']} texts, "
-            f"{texts['setup_s']:.0f} s, peak RssAnon {texts['peak_anon_mb'].get('setup', 0)} MB.",
+            f"{texts['setup_s']:.0f} s, peak RssAnon {_mb(texts['peak_anon_mb'], 'setup')} MB.",
         ]
     lines.append(end)
     return "\n".join(lines)
+
+
+def _mb(peaks: dict, phase: str) -> str:
+    return f"{peaks.get(phase, 0)} ({peaks.get('pss_' + phase, 0)})"
 
 
 if __name__ == "__main__":

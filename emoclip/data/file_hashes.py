@@ -101,7 +101,7 @@ def remembered_in(folder: Path | None) -> Iterator[None]:
         return
     try:
         _ACTIVE.table = FileHashes(Path(folder))
-    except sqlite3.Error as err:
+    except (OSError, sqlite3.Error) as err:
         log.warning("cannot open the file digest cache in %s (%s); hashing every file", folder, err)
         yield
         return

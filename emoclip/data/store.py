@@ -195,12 +195,19 @@ def stored_images(
             "paths.cache_dir to a writable folder"
         ) from None
     store = ImageStore(folder, records, size, what)
-    with _locked(store.lock):
-        kept = store.read()
-        if kept is None:
-            kept = store.write(records, skip_bad, what)
-        else:
-            log.info("%s: %d decoded images read from %s", what, len(kept), store.file)
+    try:
+        with _locked(store.lock):
+            kept = store.read()
+            if kept is None:
+                kept = store.write(records, skip_bad, what)
+            else:
+                log.info("%s: %d decoded images read from %s", what, len(kept), store.file)
+    except OSError as err:  # a read-only folder, a full disk
+        needed = len(records) * math.prod(store.row_shape()) / 2**20
+        raise ConfigError(
+            f"cannot write the decoded store {store.file} ({err.strerror or err}): set "
+            f"paths.cache_dir to a writable folder with {needed:.0f} MB free"
+        ) from None
     return kept, store.open(len(kept)), store.file
 
 
