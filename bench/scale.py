@@ -326,7 +326,15 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=0)
     parser.add_argument("--beside", default="", help="what else ran on the machine (for RESULTS)")
     parser.add_argument("--worker", nargs="+")
+    parser.add_argument("--report-from", help="a log of an earlier run: write its section again")
     args = parser.parse_args()
+    if args.report_from:
+        rows = [
+            json.loads(x) for x in Path(args.report_from).read_text().splitlines() if x[:1] == "{"
+        ]
+        texts = next((r for r in rows if "texts" in r), None)
+        write_section("scale", report([r for r in rows if "texts" not in r], texts, args))
+        return
     if args.worker:
         kind, *rest = args.worker
         if kind == "images":
@@ -397,6 +405,7 @@ def report(rows: list[dict], texts: dict | None, args) -> str:
             f"{r['emoclip_img_s']:.1f} | {r['bare_img_s']:.1f} | "
             f"{r['emoclip_img_s'] / r['bare_img_s']:.2f} |"
         )
+    lines += extrapolation(rows)
     if texts:
         lines += [
             "",
@@ -405,6 +414,37 @@ def report(rows: list[dict], texts: dict | None, args) -> str:
         ]
     lines.append(end)
     return "\n".join(lines)
+
+
+def extrapolation(rows: list[dict]) -> list[str]:
+    """Cost per image from the two largest sizes (the slope, so fixed costs drop out), and
+    what it gives at 100k and 1M images."""
+    reused = sorted((r for r in rows if r["store_state"] == "reused"), key=lambda r: r["images"])
+    built = sorted((r for r in rows if r["store_state"] == "built"), key=lambda r: r["images"])
+    if len(reused) < 2 or len(built) < 2:
+        return []
+    (a, b), (c, d) = reused[-2:], built[-2:]
+    extra = b["images"] - a["images"]
+    anon = (b["peak_anon_mb"]["pss_setup"] - a["peak_anon_mb"]["pss_setup"]) * 2**20 / extra
+    train = (b["peak_anon_mb"]["pss_train"] - a["peak_anon_mb"]["pss_train"]) * 2**20 / extra
+    build = (d["setup_s"] - c["setup_s"]) / (d["images"] - c["images"])
+    disk = 3 * SIZE * SIZE
+    lines = [
+        "",
+        f"Per image, from {a['images']} to {b['images']} images: set-up anonymous memory "
+        f"{anon:.0f} B (Pss_Anon, store reused), training {train:.0f} B, store build "
+        f"{build * 1000:.1f} ms wall on these cores, {disk / 1024:.0f} KiB of disk (page cache).",
+        "",
+        "| images | set-up anon. memory (extrapolated) | store build | store on disk |",
+        "|---|---|---|---|",
+    ]
+    for n in (100_000, 1_000_000):
+        base = b["peak_anon_mb"]["pss_setup"] * 2**20 + anon * (n - b["images"])
+        lines.append(
+            f"| {n:,} | {base / 2**30:.2f} GiB | {build * n / 60:.0f} min | "
+            f"{disk * n / 2**30:.0f} GiB |"
+        )
+    return lines
 
 
 def _mb(peaks: dict, phase: str) -> str:

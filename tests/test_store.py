@@ -98,7 +98,7 @@ def test_a_tampered_store_is_refused_and_rebuilt(tmp_path, decodes, caplog, tamp
     else:
         meta = json.loads(meta_file.read_text())
         if tamper == "metadata":
-            meta["kept"] = [0, 1, 2]  # a forger dropping an example keeps the old signature
+            meta["dropped"] = [3]  # a forger dropping an example keeps the old signature
         else:
             meta["signature"] = "0" * 64
         meta_file.write_text(json.dumps(meta))

@@ -6,14 +6,14 @@ Arrow (HF datasets): a study reads items in a random order every epoch, and a fi
 of a flat file is one page lookup away, shared zero-copy by every worker and every process on
 the machine through the page cache, with nothing to install. The kernel drops those pages
 under pressure (they are file-backed, not anonymous memory), so a 100,000-image split costs the
-process what a 1,000-image one does. Sequential formats fit streaming from object stores; that
-is not what this module does.
+process what a 1,000-image one does. Sequential formats fit streaming from object stores:
+emoclip.data.shards writes a store's split as shards for that.
 
 A store file is named by a digest of everything its rows depend on: the store format, the
 image size, the split's record ids and each image's content digest (emoclip.data.file_hashes,
 remembered across runs). A change to any source file changes the name, so a stale store is
-never read. Beside it a JSON file records the key, the shape, the rows kept (unreadable images
-skipped with data.skip_bad) and an HMAC of the pixel bytes under this user's key
+never read. Beside it a JSON file records the key, the rows dropped (unreadable images
+skipped with data.skip_bad), the file's size, times and inode, and an HMAC of the pixel bytes under this user's key
 (emoclip.integrity); the JSON itself is signed. A store is used when its signature holds and
 its file has the size, times and inode recorded when it was written (a change time no one can
 set back); otherwise its pixels are hashed again, and a store whose bytes do not give the
@@ -141,9 +141,10 @@ class ImageStore:
             signed = {k: v for k, v in meta.items() if k != "signature"}
             if not same_digest(meta.get("signature"), _sign(signed)):
                 return self._refuse("is not signed by this user's key")
-            kept = meta["kept"]
-            if meta["key"] != self.key or not _is_index_list(kept, self.count):
+            dropped = meta["dropped"]
+            if meta["key"] != self.key or not _is_index_list(dropped, self.count):
                 return self._refuse("was written for other data")
+            kept = _complement(dropped, self.count)
             expected = len(kept) * math.prod(self.row_shape())
             st = os.stat(self.file)
             if st.st_size != expected:
@@ -161,7 +162,8 @@ class ImageStore:
         return None
 
     def _write_meta(self, kept: list[int], content: str) -> None:
-        meta = {"format": FORMAT, "key": self.key, "kept": kept, "content": content}
+        dropped = _complement(kept, self.count)  # short: the unreadable images, if any
+        meta = {"format": FORMAT, "key": self.key, "dropped": dropped, "content": content}
         meta["stat"] = _stat(os.stat(self.file))
         meta["signature"] = _sign(meta)
         partial = self.meta.with_name(f".{self.meta.name}.{os.getpid()}.partial")
@@ -309,12 +311,17 @@ def _check_failures(failed: dict[int, str], rows: int, skip_bad: bool) -> list[i
     return [i for i in range(rows) if i not in failed]
 
 
-def _is_index_list(kept: object, count: int) -> bool:
+def _is_index_list(indices: object, count: int) -> bool:
     return (
-        isinstance(kept, list)
-        and all(type(i) is int and 0 <= i < count for i in kept)
-        and kept == sorted(set(kept))
+        isinstance(indices, list)
+        and all(type(i) is int and 0 <= i < count for i in indices)
+        and indices == sorted(set(indices))
     )
+
+
+def _complement(indices: list[int], count: int) -> list[int]:
+    excluded = set(indices)
+    return [i for i in range(count) if i not in excluded]
 
 
 def _stat(st: os.stat_result) -> str:
