@@ -207,7 +207,9 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def worker_images(manifest: Path, cache: Path, steps: int, size: int, run_dir: Path) -> dict:
+def worker_images(
+    manifest: Path, cache: Path, steps: int, size: int, run_dir: Path, workers: str = "null"
+) -> dict:
     import torch
     from throughput import clock_callback, compose
 
@@ -225,6 +227,7 @@ def worker_images(manifest: Path, cache: Path, steps: int, size: int, run_dir: P
         f"++trainer.limit_train_batches={steps}",
         "trainer.accelerator=cpu",
         f"paths.cache_dir={cache}",
+        f"data.num_workers={workers}",
     ]
     cfg = compose(overrides, run_dir)
     prepare_process(cfg.seed)
@@ -338,9 +341,9 @@ def main() -> None:
     if args.worker:
         kind, *rest = args.worker
         if kind == "images":
-            manifest, cache, steps, size, run_dir = rest
+            manifest, cache, steps, size, run_dir, *workers = rest
             result = worker_images(
-                Path(manifest), Path(cache), int(steps), int(size), Path(run_dir)
+                Path(manifest), Path(cache), int(steps), int(size), Path(run_dir), *workers
             )
         else:
             manifest, cache, run_dir = rest
