@@ -429,14 +429,16 @@ def extrapolation(rows: list[dict]) -> list[str]:
     (a, b), (c, d) = reused[-2:], built[-2:]
     extra = b["images"] - a["images"]
     anon = (b["peak_anon_mb"]["pss_setup"] - a["peak_anon_mb"]["pss_setup"]) * 2**20 / extra
-    train = (b["peak_anon_mb"]["pss_train"] - a["peak_anon_mb"]["pss_train"]) * 2**20 / extra
+    train = b["peak_anon_mb"]["pss_train"] - a["peak_anon_mb"]["pss_train"]
     build = (d["setup_s"] - c["setup_s"]) / (d["images"] - c["images"])
     disk = 3 * SIZE * SIZE
     lines = [
         "",
         f"Per image, from {a['images']} to {b['images']} images: set-up anonymous memory "
-        f"{anon:.0f} B (Pss_Anon, store reused), training {train:.0f} B, store build "
-        f"{build * 1000:.1f} ms wall on these cores, {disk / 1024:.0f} KiB of disk (page cache).",
+        f"{anon:.0f} B (Pss_Anon, store reused), store build {build * 1000:.1f} ms wall on "
+        f"these cores, {disk / 1024:.0f} KiB of disk (page cache). Training's peak grew by "
+        f"{train} MB in all ({a['workers']} loader workers at {a['images']}, "
+        f"{b['workers']} at {b['images']}).",
         "",
         "| images | set-up anon. memory (extrapolated) | store build | store on disk |",
         "|---|---|---|---|",
