@@ -507,11 +507,12 @@ class EmotionDataModule(L.LightningDataModule):
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         dataset = self.encoded[split]
         if isinstance(dataset, ShardStream):  # it shuffles and divides itself
+            workers = self._workers()
             return DataLoader(
                 dataset,
                 batch_size=self.batch_size,
-                num_workers=self.num_workers or 0,
-                persistent_workers=bool(self.num_workers),
+                num_workers=workers,
+                persistent_workers=workers > 0,  # each worker's copy counts its epochs
                 pin_memory=self._pin_memory(),
                 collate_fn=self.collate(),
             )
