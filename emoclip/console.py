@@ -25,8 +25,8 @@ NOISE_WARNINGS = (
     r"Experiment logs directory .* exists and is not empty",
     # lightning 2.6 on torch 2.13 uses a deprecated torch API internally: not the user's to fix.
     r"`isinstance\(treespec, LeafSpec\)` is deprecated",
-    # A study's splits are decoded once and held in memory (emoclip.data.datamodule), so worker
-    # processes would add start-up and copying, not speed: data.num_workers=0 is the right value.
+    # A study's splits are decoded once (emoclip.data.store): for small splits worker processes
+    # would add start-up, not speed, and data.num_workers=null picks none for them.
     r"The '\w+_dataloader' does not have many workers",
 )
 # Log lines of Lightning that advertise other products.

@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 STUDY_KEYS = ("data", "model", "seed", "monitor", "monitor_mode")
 # Where the data lives (the keys its sources name: emoclip.data.sources.base.location_keys)
 # and how fast it loads may change between launches; the study may not.
-LOADING_KEYS = {"num_workers", "pin_memory"}
+LOADING_KEYS = {"num_workers", "pin_memory", "cache_dir"}
 # A run folder's checkpoints that hold a whole training state, to continue from.
 RESUMABLE = ("last.ckpt", "interrupted.ckpt", "best.ckpt")
 

@@ -107,6 +107,11 @@ def required_callbacks(
     cached = network.cached_modalities()
     if not cached:
         return []
+    if datamodule.train_shards:
+        raise ConfigError(
+            "data.train_shards streams training examples, but frozen towers' features are "
+            "cached per example: set model.network.cache_frozen_towers=false"
+        )
     if "image" in cached and datamodule.augment:
         raise ConfigError(
             "the image tower is frozen and its features are computed once per example, so "

@@ -48,7 +48,9 @@ def test_two_process_ddp_writes_one_run_folder_with_synced_metrics(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Starting with 2 processes" in result.stdout + result.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no second run folder
+    # No second run folder; outputs/.cache (paths.cache_dir) holds the decoded store.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["outputs", "run"]
+    assert [p.name for p in (tmp_path / "outputs").iterdir()] == [".cache"]
     run_dir = tmp_path / "run"
     metrics = json.loads((run_dir / "metrics.json").read_text())
     # Each rank saw half of each split (2 batches of 35 here): the metrics cover all 140.

@@ -175,3 +175,27 @@ def test_duplicates_join_subjects_and_are_counted() -> None:
     assert counts["identical_texts"] == {"groups": 1, "records": 2, "with_conflicting_labels": 0}
     assert counts["identical_images"] == {"groups": 1, "records": 2, "with_conflicting_labels": 1}
     assert counts["joined_groups"] == 2
+
+
+def test_many_groups_split_in_linear_time_grouped_and_stratified(monkeypatch) -> None:
+    # Above SKLEARN_GROUPS groups the folds come from one pass over the groups.
+    from emoclip.data import splits as module
+
+    monkeypatch.setattr(module, "SKLEARN_GROUPS", 10)
+    rng = random.Random(3)
+    records = subjects(num_subjects=200) + [
+        Record(id=f"single{i:04d}", label=rng.choice(CLASSES)) for i in range(600)
+    ]
+    split = grouped_split(records, val_fraction=0.1, test_fraction=0.2, seed=1)
+    assert sum(map(len, split.values())) == len(records)
+    named = {k: groups_of(v) - {None} for k, v in split.items()}
+    assert not named["train"] & named["test"] and not named["train"] & named["val"]
+    assert abs(len(split["test"]) - 0.2 * len(records)) < 0.03 * len(records)
+    for label in CLASSES:  # each class's share of test within 3 points of its share overall
+        overall = sum(r.label == label for r in records) / len(records)
+        in_test = sum(r.label == label for r in split["test"]) / len(split["test"])
+        assert abs(in_test - overall) < 0.03
+    seen: Counter[str | None] = Counter()
+    for fold in range(4):
+        seen.update(groups_of(grouped_kfold(records, 4, fold, seed=0)["test"]) - {None})
+    assert seen == Counter(groups_of(records) - {None})

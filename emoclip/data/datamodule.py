@@ -8,7 +8,9 @@ each modality's encoder features instead (`text_features`, `image_features`).
 
 from __future__ import annotations
 
+import gc
 import logging
+import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -17,12 +19,14 @@ import lightning as L
 import numpy as np
 import torch
 from torch.nn.utils.rnn import pad_sequence
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
-from emoclip.data.images import augment, load_pixels, normalization_stats, normalize
+from emoclip.data.file_hashes import remembered_in
+from emoclip.data.images import augment, normalization_stats, normalize
 from emoclip.data.labels import LabelSpace
 from emoclip.data.length_batches import LengthBucketSampler
 from emoclip.data.records import SPLITS, Record
+from emoclip.data.shards import ShardStream
 from emoclip.data.sources.base import MODALITIES, Source
 from emoclip.data.splits import (
     GIVEN_SPLITS_HINT,
@@ -31,10 +35,21 @@ from emoclip.data.splits import (
     check_splits,
     split_ids,
 )
+from emoclip.data.store import (
+    Tokens,
+    available_cpus,
+    images_in_memory,
+    map_pixels,
+    stored_images,
+)
 from emoclip.data.tokenizer import encode_texts
 from emoclip.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
+# data.num_workers=null: worker processes for a training split at least this large (smaller
+# ones assemble a batch from memory in microseconds, faster than workers start).
+WORKERS_FROM = 5_000
+TOKENIZE_CHUNK = 10_000  # texts tokenised at a time into the flat token array
 # The batch keys that carry each modality, in every form a batch can take.
 MODALITY_KEYS = {
     "text": ("input_ids", "attention_mask", "text_features"),
@@ -43,24 +58,39 @@ MODALITY_KEYS = {
 
 
 class EncodedSplit(Dataset):
-    """One split, preprocessed once: label indices, uint8 pixels and token ids in memory.
+    """One split, preprocessed once: label indices, uint8 pixels (mapped from the decoded
+    store on disk, emoclip.data.store, or in memory) and token ids (`Tokens`).
 
     With a `text_pool` (token ids per class index), an item's text is drawn afresh from the
     pool each epoch: the sampler passes (index, epoch) and the draw is seeded by both.
     """
 
     image_key, text_key = "pixels", "input_ids"
+    pixels_file: tuple[str, tuple[int, ...]] | None = None  # (store file, shape) when mapped
 
     def __init__(
         self,
         labels: torch.Tensor,
         pixels: torch.Tensor | None,
-        input_ids: list[torch.Tensor] | None,
-        text_pool: list[list[torch.Tensor]] | None = None,
+        input_ids: Sequence[torch.Tensor] | None,
+        text_pool: Sequence[Sequence[torch.Tensor]] | None = None,
         seed: int = 0,
     ):
         self.labels, self.pixels, self.input_ids = labels, pixels, input_ids
         self.text_pool, self.seed = text_pool, seed
+
+    def __getstate__(self) -> dict:
+        # A worker started by spawn maps the store itself rather than receiving its pixels.
+        state = dict(self.__dict__)
+        if self.pixels_file is not None:
+            state["pixels"] = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if self.pixels_file is not None:
+            path, shape = self.pixels_file
+            self.pixels = map_pixels(path, shape)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -170,7 +200,7 @@ class EmotionDataModule(L.LightningDataModule):
         split_seed: int = 0,
         batch_size: int = 32,
         eval_batch_size: int | None = None,
-        num_workers: int = 0,
+        num_workers: int | None = None,
         pin_memory: bool | None = None,
         image_size: int | None = None,
         normalization: str | None = "half",
@@ -178,6 +208,8 @@ class EmotionDataModule(L.LightningDataModule):
         skip_bad: bool = False,
         model_label_space: Mapping | None = None,
         bucket_by_length: bool = False,
+        cache_dir: str | None = None,
+        train_shards: str | None = None,
     ):
         super().__init__()
         unknown = set(modalities) - set(MODALITIES)
@@ -223,6 +255,10 @@ class EmotionDataModule(L.LightningDataModule):
         self.augment = dict(augment or {})
         self.skip_bad = skip_bad
         self.bucket_by_length = bucket_by_length
+        # The decoded store and the remembered file digests (null: decoded into memory).
+        self.store_dir = Path(cache_dir) / "decoded" if cache_dir else None
+        # Training examples streamed from shards (emoclip.data.shards), a folder or URL.
+        self.train_shards = train_shards
         self.tokenizer = None
         self.records: dict[str, list[Record]] | None = None
         self.notes: dict = {}  # how the splits came about, for splits.json
@@ -262,7 +298,8 @@ class EmotionDataModule(L.LightningDataModule):
             return self.records
         if self.dataset is None:
             raise RuntimeError("this data module has no source (built for prediction only)")
-        loaded = self.dataset.load(self.root, self.label_space, self.encoding, self.splitter)
+        with remembered_in(self.store_dir):
+            loaded = self.dataset.load(self.root, self.label_space, self.encoding, self.splitter)
         if self.splitter.num_folds and not loaded.split_here:
             raise ConfigError(
                 f"data={self.name} gives its own train/val/test, so data.num_folds does not "
@@ -377,45 +414,61 @@ class EmotionDataModule(L.LightningDataModule):
             )
         skipped = 0
         for split, records in self.load_records().items():
-            pixels = None
+            if split == "train" and self.train_shards:
+                self.encoded[split] = self._stream_shards()
+                continue
+            pixels, pixels_file = None, None
             if "image" in self.modalities:
-                records, pixels = self._decode_images(records)
+                records, pixels, pixels_file = self._decode_images(records, split)
                 skipped += len(self.records[split]) - len(records)
                 self.records[split] = records
             self.encoded[split] = self._encode(records, pixels, f"{self.name}/{split}")
+            self.encoded[split].pixels_file = pixels_file
         if skipped:
             log.warning("%s: skipped %d unreadable images (data.skip_bad=true)", self.name, skipped)
             self._check_records()
         pool = self.dataset.train_text_pool()
-        if pool is not None and "text" in self.modalities:
+        if pool is not None and "text" in self.modalities and not self.train_shards:
             by_class, seed = pool
             self.encoded["train"].text_pool = self._encode_text_pool(by_class)
             self.encoded["train"].seed = seed
 
-    def _encode_text_pool(self, pool: dict[str, list[Record]]) -> list[list[torch.Tensor]]:
+    def _stream_shards(self) -> ShardStream:
+        stream = ShardStream(self.train_shards, seed=torch.initial_seed() % 2**31)
+        if list(stream.classes) != list(self.classes):
+            raise ConfigError(
+                f"data.train_shards={self.train_shards} holds the classes {stream.classes}, "
+                f"but the study's are {list(self.classes)}"
+            )
+        return stream
+
+    def _encode_text_pool(self, pool: dict[str, list[Record]]) -> list[Tokens]:
         return [
             self._tokenize([r.text for r in pool[label]], f"{self.name}/train text pool/{label}")
             for label in self.classes
         ]
 
-    def _tokenize(self, texts: list[str], what: str) -> list[torch.Tensor]:
-        encoded = encode_texts(self.tokenizer, texts, what)
-        return [torch.tensor(ids, dtype=torch.long) for ids in encoded]
+    def _tokenize(self, texts: list[str], what: str) -> Tokens:
+        return Tokens.join(
+            [
+                Tokens.from_lists(encode_texts(self.tokenizer, texts[s : s + TOKENIZE_CHUNK], what))
+                for s in range(0, len(texts), TOKENIZE_CHUNK)
+            ]
+        )
 
-    def _decode_images(self, records: list[Record]) -> tuple[list[Record], torch.Tensor]:
-        """Decode and resize every image once; with skip_bad, drop unreadable ones."""
-        kept, pixels = [], []
-        for r in records:
-            try:
-                pixels.append(load_pixels(r.image, self.image_size, r.origin or r.id))
-            except DataError as err:
-                if not self.skip_bad:
-                    raise
-                log.warning("skipping %s", err)
-                continue
-            kept.append(r)
-        empty = torch.empty(0, 3, self.image_size, self.image_size, dtype=torch.uint8)
-        return kept, torch.stack(pixels) if pixels else empty
+    def _decode_images(self, records: list[Record], split: str):
+        """Decode and resize every image once, into the decoded store when there is a cache
+        folder (reused by later runs); with skip_bad, drop unreadable ones. Returns the kept
+        records, their uint8 pixels and (file, shape) of the store they are mapped from."""
+        what = f"{self.name}/{split}"
+        if self.store_dir is None:
+            kept, pixels = images_in_memory(records, self.image_size, self.skip_bad, what)
+            return [records[i] for i in kept], pixels, None
+        with remembered_in(self.store_dir):
+            kept, pixels, path = stored_images(
+                self.store_dir, records, self.image_size, self.skip_bad, what
+            )
+        return [records[i] for i in kept], pixels, (str(path), tuple(pixels.shape))
 
     def _encode(
         self, records: list[Record], pixels: torch.Tensor | None, what: str
@@ -434,7 +487,8 @@ class EmotionDataModule(L.LightningDataModule):
         n = len(texts) if texts is not None else len(images)
         pixels = None
         if images is not None:
-            pixels = torch.stack([load_pixels(Path(p), self.image_size, str(p)) for p in images])
+            records = [Record(str(p), "", image=Path(p), origin=str(p)) for p in images]
+            _, pixels = images_in_memory(records, self.image_size, False, "inputs")
         input_ids = self._tokenize(list(texts), "inputs") if texts is not None else None
         split = EncodedSplit(torch.full((n,), -1, dtype=torch.long), pixels, input_ids)
         return self._batch(split, range(n))
@@ -452,25 +506,50 @@ class EmotionDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         dataset = self.encoded[split]
+        if isinstance(dataset, ShardStream):  # it shuffles and divides itself
+            workers = self._workers()
+            return DataLoader(
+                dataset,
+                batch_size=self.batch_size,
+                num_workers=workers,
+                persistent_workers=workers > 0,  # each worker's copy counts its epochs
+                pin_memory=self._pin_memory(),
+                collate_fn=self.collate(),
+            )
         sampler = None
         if shuffle and dataset.text_pool is not None:
             sampler, shuffle = EpochSampler(len(dataset), dataset.seed), False
         elif self.bucket_by_length and self._has_token_ids(dataset):
-            lengths = [len(ids) for ids in dataset.input_ids]
+            lengths = dataset.input_ids.lengths()
             size = self.batch_size if split == "train" else self.eval_batch_size
             # Seeded by the run's seed (seed_everything's), the same when a run resumes.
             sampler = LengthBucketSampler(lengths, size, shuffle, torch.initial_seed() % 2**31)
             shuffle = False
+        sampler, shuffle = shard_for_rank(dataset, sampler, shuffle)
+        workers = self._workers()
+        if workers:
+            # Workers are forked: objects the collector never visits again are not copied
+            # into each worker when it runs (records, tokenizer, model).
+            gc.freeze()
         return DataLoader(
             dataset,
             batch_size=self.batch_size if split == "train" else self.eval_batch_size,
             shuffle=shuffle,
             sampler=sampler,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
+            num_workers=workers,
+            persistent_workers=workers > 0,
             pin_memory=self._pin_memory(),
             collate_fn=self.collate(),
         )
+
+    def _workers(self) -> int:
+        """data.num_workers, or when unset (null): up to 4 worker processes, one core left to
+        the training loop, for a training split of WORKERS_FROM examples or more; else none."""
+        if self.num_workers is not None:
+            return self.num_workers
+        if len(self.encoded.get("train", ())) < WORKERS_FROM:
+            return 0
+        return max(0, min(available_cpus() - 1, 4))
 
     @staticmethod
     def _has_token_ids(dataset: EncodedSplit) -> bool:
@@ -502,3 +581,20 @@ class EmotionDataModule(L.LightningDataModule):
                 x = augment(x, **self.augment)
             batch["pixel_values"] = x
         return batch
+
+
+def shard_for_rank(dataset: Dataset, sampler: Sampler | None, shuffle: bool):
+    """Under DDP (torch.distributed initialised, several processes), each rank's part of the
+    split: (sampler, shuffle) for its DataLoader. Lightning would wrap the sampler the same
+    way; doing it here makes the split across ranks visible and testable without a Trainer."""
+    if not torch.distributed.is_available() or not torch.distributed.is_initialized():
+        return sampler, shuffle
+    if torch.distributed.get_world_size() < 2:
+        return sampler, shuffle
+    if sampler is None:
+        # The seed Lightning's own distributed sampler takes: the run's seed.
+        seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+        return DistributedSampler(dataset, shuffle=shuffle, seed=seed), False
+    from lightning.pytorch.overrides.distributed import DistributedSamplerWrapper
+
+    return DistributedSamplerWrapper(sampler, shuffle=False), False

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from emoclip.data.file_hashes import file_digest
 from emoclip.data.records import Record, Splits
-from emoclip.errors import DataError
 
 
 def normalise_text(text: str) -> str:
@@ -27,19 +27,14 @@ def normalise_text(text: str) -> str:
 
 
 def image_digest(image: Path | np.ndarray) -> str:
-    """A digest of an image file's bytes, or of an in-memory array's shape and pixels."""
+    """A digest of an image file's bytes (remembered across runs, emoclip.data.file_hashes),
+    or of an in-memory array's shape and pixels."""
     digest = hashlib.blake2b(digest_size=16)
     if isinstance(image, np.ndarray):
         digest.update(repr((image.shape, str(image.dtype))).encode())
         digest.update(np.ascontiguousarray(image).tobytes())
         return digest.hexdigest()
-    try:
-        with open(image, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-    except OSError as error:
-        raise DataError(f"cannot read image {image}: {error.strerror or error}") from None
-    return digest.hexdigest()
+    return file_digest(image)
 
 
 class _UnionFind:

@@ -8,6 +8,7 @@ val_fraction, test_fraction and split_seed (`GroupedSplit`).
 
 from __future__ import annotations
 
+import heapq
 import warnings
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -190,10 +191,51 @@ def _stratified_group_folds(
             # on a text set of 16000 lines, each its own group.
             splitter = StratifiedKFold(n_splits=num_folds, shuffle=True, random_state=seed)
             folds = splitter.split(np.zeros(len(records)), labels)
+        elif len(set(groups.tolist())) > SKLEARN_GROUPS:
+            return _greedy_group_folds(labels, groups, num_folds, seed)
         else:
             grouped = StratifiedGroupKFold(n_splits=num_folds, shuffle=True, random_state=seed)
             folds = grouped.split(np.zeros(len(records)), labels, groups)
         return [test for _, test in folds]
+
+
+# Up to this many groups, scikit-learn's StratifiedGroupKFold (the folds of earlier runs stay
+# as they were); above, its per-group loop (22 s at 100,000 records) gives way to a linear one.
+SKLEARN_GROUPS = 5_000
+
+
+def _greedy_group_folds(
+    labels: np.ndarray, groups: np.ndarray, num_folds: int, seed: int
+) -> list[np.ndarray]:
+    """Stratified group folds in linear time: groups in a seeded random order, largest first
+    within their most common label, each to the fold with the fewest examples of that label
+    so far (ties: the fewest examples in all)."""
+    _, group = np.unique(groups, return_inverse=True)
+    _, label = np.unique(labels, return_inverse=True)
+    num_groups = int(group.max()) + 1
+    size = np.bincount(group, minlength=num_groups)
+    # Each group's most common label: its (group, label) pairs, most frequent first per group.
+    pairs, counts = np.unique(
+        group.astype(np.int64) * (label.max() + 1) + label, return_counts=True
+    )
+    pair_group, pair_label = np.divmod(pairs, label.max() + 1)
+    first = np.lexsort((-counts, pair_group))
+    majority = np.empty(num_groups, dtype=np.int64)
+    majority[pair_group[first][::-1]] = pair_label[first][::-1]  # the last write is the first
+    rng = np.random.default_rng(seed)
+    shuffled = rng.permutation(num_groups)
+    order = shuffled[np.lexsort((-size[shuffled], majority[shuffled]))]
+    totals = [0] * num_folds
+    loads: dict[int, list[tuple[int, int, int]]] = {}  # label -> heap of (count, total, fold)
+    fold_of = np.empty(num_groups, dtype=np.int64)
+    for g, c, n in zip(order.tolist(), majority[order].tolist(), size[order].tolist(), strict=True):
+        heap = loads.setdefault(c, [(0, totals[k], k) for k in range(num_folds)])
+        count, _, k = heapq.heappop(heap)
+        fold_of[g] = k
+        totals[k] += n
+        heapq.heappush(heap, (count + n, totals[k], k))
+    in_fold = fold_of[group]
+    return [np.flatnonzero(in_fold == k) for k in rng.permutation(num_folds)]
 
 
 def _carve(records: list[Record], fraction: float, seed: int) -> tuple[list[Record], list[Record]]:
