@@ -94,7 +94,14 @@ class SaveOnInterrupt(Callback):
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         if not isinstance(exception, KeyboardInterrupt):
             return  # other failures keep the last good checkpoint untouched
-        trainer.save_checkpoint(self.checkpoint_path, weights_only=False)  # optimizer too
+        batches_done, batches = _place_in_epoch(trainer)
+        # Within an epoch's training batches a checkpoint continues exactly (the training
+        # loader's state, emoclip.data.resumable). Elsewhere (at an epoch's first batch, after
+        # its last, in its validation) Lightning would not continue as the run went on: the run
+        # continues from the end of the last epoch instead (last.ckpt), as exactly.
+        exact_here = trainer.training and 0 < batches_done < batches
+        if exact_here:
+            trainer.save_checkpoint(self.checkpoint_path, weights_only=False)  # optimizer too
         datamodule = trainer.datamodule
         write_results(
             self.run_dir,
@@ -108,12 +115,31 @@ class SaveOnInterrupt(Callback):
                 "global_step": trainer.global_step,
             },
         )
+        where = (
+            f"interrupted in epoch {trainer.current_epoch + 1}, after {batches_done} of its "
+            f"{batches} training batches (global step {trainer.global_step})"
+        )
+        if exact_here:
+            continued = f"checkpoint {self.checkpoint_path}"
+        else:
+            last = _last_good_checkpoint(trainer)
+            continued = (
+                f"the run continues from {last}, the end of the last epoch"
+                if last
+                else "no epoch had finished: the run starts again"
+            )
         log.warning(
-            "interrupted at epoch %d (global step %d): metrics so far in %s, checkpoint %s. "
-            "Continue the run from there with:\n  %s",
-            trainer.current_epoch,
-            trainer.global_step,
+            "%s: metrics so far in %s, %s. Continue the run from there with:\n  %s",
+            where,
             self.run_dir / METRICS_FILE,
-            self.checkpoint_path,
+            continued,
             continue_command(self.run_dir),
         )
+
+
+def _place_in_epoch(trainer: L.Trainer) -> tuple[int, int]:
+    """(training batches of this epoch done, the epoch's training batches)."""
+    from emoclip.data.resumable import lightning_batches_done
+
+    batches = trainer.num_training_batches
+    return lightning_batches_done(trainer), int(batches) if math.isfinite(batches) else -1

@@ -120,6 +120,8 @@ def fit_and_record(study: Study, trainer: L.Trainer, resume: Resume, run_dir: Pa
             extra=described,
         )
         tracking.publish_results(trainer.loggers, run_dir, metrics)
+        # A Ctrl-C'd run's checkpoint is spent once the run has finished.
+        (run_dir / "checkpoints" / "interrupted.ckpt").unlink(missing_ok=True)
     finally:
         tracking.finish(trainer.loggers)
     return metrics

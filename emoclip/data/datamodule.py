@@ -23,6 +23,12 @@ from emoclip.data.images import augment, load_pixels, normalization_stats, norma
 from emoclip.data.labels import LabelSpace
 from emoclip.data.length_batches import LengthBucketSampler
 from emoclip.data.records import SPLITS, Record
+from emoclip.data.resumable import (
+    ResumableLoader,
+    ResumableSampler,
+    ShuffleSampler,
+    lightning_batches_done,
+)
 from emoclip.data.sources.base import MODALITIES, Source
 from emoclip.data.splits import (
     GIVEN_SPLITS_HINT,
@@ -461,16 +467,22 @@ class EmotionDataModule(L.LightningDataModule):
             # Seeded by the run's seed (seed_everything's), the same when a run resumes.
             sampler = LengthBucketSampler(lengths, size, shuffle, torch.initial_seed() % 2**31)
             shuffle = False
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size if split == "train" else self.eval_batch_size,
-            shuffle=shuffle,
-            sampler=sampler,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            pin_memory=self._pin_memory(),
-            collate_fn=self.collate(),
-        )
+        options = {
+            "batch_size": self.batch_size if split == "train" else self.eval_batch_size,
+            "num_workers": self.num_workers,
+            "persistent_workers": self.num_workers > 0,
+            "pin_memory": self._pin_memory(),
+            "collate_fn": self.collate(),
+        }
+        if split == "train":  # a Ctrl-C'd run continues mid-epoch exactly
+            sampler = ResumableSampler(sampler or ShuffleSampler(len(dataset)))
+            return ResumableLoader(
+                dataset, sampler=sampler, batches_done=self._batches_done, **options
+            )
+        return DataLoader(dataset, shuffle=shuffle, sampler=sampler, **options)
+
+    def _batches_done(self) -> int:
+        return lightning_batches_done(self.trainer)
 
     @staticmethod
     def _has_token_ids(dataset: EncodedSplit) -> bool:
