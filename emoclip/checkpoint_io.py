@@ -79,13 +79,13 @@ def file_sha256(path: str | Path) -> str:
 
 def checkpoint_identity(path: str | Path, relative_to: Path | None = None) -> dict:
     """Which checkpoint file a result describes: its path (relative to its run folder when
-    given), epoch, global step and sha256."""
+    given), epoch (counted from 1: the epoch it was saved in), global step and sha256."""
     path = Path(path)
     loaded = load_checkpoint_file(path, mmap=True)
     shown = path.relative_to(relative_to) if relative_to is not None else path.resolve()
     return {
         "file": shown.as_posix(),
-        "epoch": loaded.get("epoch"),
+        "epoch": loaded["epoch"] + 1 if isinstance(loaded.get("epoch"), int) else None,
         "global_step": loaded.get("global_step"),
         "sha256": file_sha256(path),
     }

@@ -8,6 +8,10 @@ come out in about a second, before those imports.
 
 from __future__ import annotations
 
+import functools
+import os
+import re
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -28,6 +32,39 @@ def config_dir() -> str:
         if (candidate / "train.yaml").is_file():
             return str(candidate)
     raise FileNotFoundError(f"no Hydra config folder (conf/train.yaml) next to {here}")
+
+
+def expand_home(argument: str) -> str:
+    """`key=~/path` as `key=/home/me/path`: the shell leaves a `~` after `=` as it is, and
+    Hydra's override grammar has no `~`. A path with characters the grammar reads otherwise is
+    quoted."""
+    key, sep, value = argument.partition("=")
+    if not sep or not key or key.startswith("-") or not (value == "~" or value.startswith("~/")):
+        return argument
+    expanded = os.path.expanduser(value)
+    if not re.fullmatch(r"[\w./\-+@:]+", expanded):
+        expanded = "'" + expanded.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return f"{key}={expanded}"
+
+
+def hydra_entry(config_name: str) -> Callable:
+    """@hydra.main for an emoclip entry point, reading `~/...` values as the shell would."""
+    import hydra
+
+    def decorate(task: Callable[[DictConfig], T]) -> Callable:
+        hydra_main = hydra.main(
+            version_base="1.3", config_path=config_dir(), config_name=config_name
+        )(task)
+
+        @functools.wraps(task)
+        def main(cfg_passthrough: DictConfig | None = None):
+            if cfg_passthrough is None:
+                sys.argv[1:] = [expand_home(a) for a in sys.argv[1:]]
+            return hydra_main(cfg_passthrough)
+
+        return main
+
+    return decorate
 
 
 def user_error(err: BaseException) -> EmoclipError | None:
@@ -68,7 +105,9 @@ def run_entry(cfg: DictConfig, job: Callable[[], T]) -> T:
     silence_library_noise()
 
     def checked_job() -> T:
+        config_checks.check_value_types(cfg)
         pending = config_checks.unread_added_keys(cfg)
+        config_checks.check_gpu_available(cfg)  # imports torch if a GPU is asked for
         offline.go_offline_if_hub_unreachable(OmegaConf.to_container(cfg, resolve=False))
         route_library_logs_through_hydra()  # the first heavy import
         config_checks.check_target_parameters(cfg, pending)  # imports the targets

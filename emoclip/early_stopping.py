@@ -50,13 +50,13 @@ class EarlyStopping(LightningEarlyStopping):
             log.info(
                 "epoch %d: the model predicts one class on the validation split; early "
                 "stopping does not count this epoch",
-                trainer.current_epoch,
+                trainer.current_epoch + 1,
             )
             return
         super()._run_early_stopping_check(trainer)
         history = getattr(module, "history", None)
         stopped_now = trainer.should_stop and self.stopped_epoch == trainer.current_epoch
-        if stopped_now and history and history[-1].get("epoch") == trainer.current_epoch:
+        if stopped_now and history and history[-1].get("epoch") == trainer.current_epoch + 1:
             history[-1]["stopped_early"] = True
 
 

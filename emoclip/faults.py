@@ -68,12 +68,12 @@ class StopOnDivergence(Callback):
     def _stop(self, trainer, batch_idx: int, what: str) -> None:
         kept = _last_good_checkpoint(trainer)
         where = {
-            "epoch": trainer.current_epoch,
-            "batch": batch_idx,
+            "epoch": trainer.current_epoch + 1,  # both counted from 1
+            "batch": batch_idx + 1,
             "global_step": trainer.global_step,
         }
         raise TrainingError(
-            f"{what} at epoch {where['epoch']}, batch {batch_idx} (global step "
+            f"{what} at epoch {where['epoch']}, batch {where['batch']} (global step "
             f"{where['global_step']}); training has diverged and was stopped. "
             + (
                 f"The last good checkpoint is {kept} (not overwritten). "

@@ -22,7 +22,7 @@ def plot_curves(history: Sequence[dict], path: Path, best: dict | None = None) -
     """Loss and accuracy per epoch for train and val (the report's Figures 1 and 2), with the
     epoch of the kept checkpoint marked (the one whose validation scores are `best`, the
     validation of the best checkpoint) and a note when early stopping ended training."""
-    epochs = [row["epoch"] + 1 for row in history]
+    epochs = [row["epoch"] for row in history]  # counted from 1
     best_epoch = _epoch_of(history, best)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, metric, title in ((axes[0], "loss", "Loss"), (axes[1], "acc", "Accuracy")):
@@ -61,7 +61,7 @@ def _epoch_of(history: Sequence[dict], best: dict | None) -> int | None:
             for k in ("val/loss", "val/acc")
             if k in best
         ):
-            return row["epoch"] + 1
+            return row["epoch"]
     return None
 
 

@@ -236,7 +236,8 @@ def read_history(run_dir: Path, metrics: dict) -> list[dict]:
                 epochs.setdefault(int(row["epoch"]), {}).update(values)
     except ValueError as err:
         raise DataError(f"{path}: not a metrics.csv of numbers ({err})") from err
-    return [{"epoch": epoch, **epochs[epoch]} for epoch in sorted(epochs)]
+    # metrics.csv is Lightning's, counting epochs from 0; the history counts from 1.
+    return [{"epoch": epoch + 1, **epochs[epoch]} for epoch in sorted(epochs)]
 
 
 def finished_metrics(run_dir: Path) -> dict | None:

@@ -6,10 +6,9 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import hydra
 from omegaconf import DictConfig
 
-from emoclip.cli import config_dir, run_entry
+from emoclip.cli import hydra_entry, run_entry
 from emoclip.errors import ConfigError
 
 if TYPE_CHECKING:  # the entry imports only what Hydra needs; the work imports the rest
@@ -152,7 +151,7 @@ def fit_on_frozen_features(study: Study, trainer: L.Trainer, run_dir: Path) -> d
     return {"probe": selection}
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
+@hydra_entry("train")
 def main(cfg: DictConfig) -> float | None:
     metrics = run_entry(cfg, lambda: train(cfg))
     return metrics.get(cfg.get("monitor"))

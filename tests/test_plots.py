@@ -6,9 +6,9 @@ import pytest
 from emoclip.plots import _epoch_axis, _epoch_of, plot_curves, plot_overlaid_curves
 
 HISTORY = [
-    {"epoch": 0, "val/loss": 1.5, "val/acc": 0.4, "train/acc": 0.3},
-    {"epoch": 1, "val/loss": 1.2, "val/acc": 0.6, "train/acc": 0.5},
-    {"epoch": 2, "val/loss": 1.3, "val/acc": 0.55, "train/acc": 0.7, "stopped_early": True},
+    {"epoch": 1, "val/loss": 1.5, "val/acc": 0.4, "train/acc": 0.3},
+    {"epoch": 2, "val/loss": 1.2, "val/acc": 0.6, "train/acc": 0.5},
+    {"epoch": 3, "val/loss": 1.3, "val/acc": 0.55, "train/acc": 0.7, "stopped_early": True},
 ]
 
 

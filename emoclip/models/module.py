@@ -155,7 +155,7 @@ class EmotionClassifier(L.LightningModule):
     def on_train_epoch_end(self) -> None:
         self._end_epoch("train")
         # Lightning runs validation before this hook, so this epoch's val results are ready.
-        row = {"epoch": self.current_epoch}
+        row = {"epoch": self.current_epoch + 1}  # counted from 1, as the user reads it
         for stage in ("train", "val"):
             row.update(
                 {k: v for k, v in self.results.get(stage, {}).items() if not isinstance(v, list)}
@@ -198,6 +198,7 @@ class EmotionClassifier(L.LightningModule):
         checkpoint["emoclip"] = {
             "classes": list(self.classes),
             "history": self.history,
+            "history_epochs_from": 1,
             # The random states at an epoch's end; mid-epoch, the training loader's state
             # (emoclip.data.resumable) holds those as the next batch started.
             "rng_states": rng_states(),
@@ -230,6 +231,8 @@ class EmotionClassifier(L.LightningModule):
         checkpoint["state_dict"] = upgrade_state_dict(checkpoint["state_dict"])
         state = checkpoint.get("emoclip", {})
         self.history = list(state.get("history", []))
+        if "history_epochs_from" not in state:  # a checkpoint that counted epochs from 0
+            self.history = [{**row, "epoch": row["epoch"] + 1} for row in self.history]
         if "rng_states" in state:
             set_rng_states(state["rng_states"])
         if "train_scores" in state:
