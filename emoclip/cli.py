@@ -9,6 +9,7 @@ come out in about a second, before those imports.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import re
 import sys
@@ -20,9 +21,10 @@ from omegaconf import DictConfig, OmegaConf
 
 # Registers ${emoclip.run_dir:...}, which Hydra resolves (conf/hydra/default.yaml) before the job.
 from emoclip import run_folder  # noqa: F401
-from emoclip.errors import EmoclipError
+from emoclip.errors import ConfigError, EmoclipError
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def config_dir() -> str:
@@ -91,10 +93,34 @@ def run_reporting_errors(job: Callable[[], T]) -> T:
         raise SystemExit(f"emoclip: {cause}") from None
 
 
-def run_entry(cfg: DictConfig, job: Callable[[], T]) -> T:
+def checkpoint_to_read(requested: str) -> str:
+    """The checkpoint file that eval, predict and explain read for `ckpt_path`: the file, or a
+    run folder's checkpoints/best.ckpt (said in one line); none there is an error, said before
+    anything else is done."""
+    path = Path(requested).expanduser()
+    if path.is_dir():
+        best = path / "checkpoints" / "best.ckpt"
+        if not best.is_file():
+            raise ConfigError(
+                f"ckpt_path={requested}: a folder without checkpoints/best.ckpt; expected a "
+                ".ckpt file or a run folder of emoclip-train"
+            )
+        log.info("ckpt_path=%s is a run folder: reading its checkpoints/best.ckpt", requested)
+        return str(best)
+    if not path.is_file():
+        raise ConfigError(
+            f"ckpt_path={requested}: no such file; expected a .ckpt file or a run folder of "
+            "emoclip-train (its checkpoints/best.ckpt is read)"
+        )
+    return str(path)
+
+
+def run_entry(cfg: DictConfig, job: Callable[[], T], reads_checkpoint: bool = False) -> T:
     """An entry's task: the console copied to the run folder's train.log, library noise
     silenced, the config checked (before the heavy imports that `job` makes), the hub's
-    reachability settled, then the job; emoclip's errors end it as one `emoclip: ...` line."""
+    reachability settled, then the job; emoclip's errors end it as one `emoclip: ...` line.
+    `reads_checkpoint`: the entry reads the checkpoint ckpt_path names (eval, predict,
+    explain), a file or a run folder's best one (checkpoint_to_read)."""
     from emoclip import config_checks, offline
     from emoclip.console import (
         copy_console_to_job_log,
@@ -106,6 +132,8 @@ def run_entry(cfg: DictConfig, job: Callable[[], T]) -> T:
 
     def checked_job() -> T:
         config_checks.check_value_types(cfg)
+        if reads_checkpoint and cfg.get("ckpt_path"):
+            cfg.ckpt_path = checkpoint_to_read(str(cfg.ckpt_path))
         pending = config_checks.unread_added_keys(cfg)
         config_checks.check_gpu_available(cfg)  # imports torch if a GPU is asked for
         offline.go_offline_if_hub_unreachable(OmegaConf.to_container(cfg, resolve=False))

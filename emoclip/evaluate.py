@@ -102,7 +102,7 @@ def training_free_study(cfg: DictConfig) -> Study:
 
 @hydra_entry("eval")
 def main(cfg: DictConfig) -> None:
-    run_entry(cfg, lambda: evaluate(cfg))
+    run_entry(cfg, lambda: evaluate(cfg), reads_checkpoint=True)
 
 
 if __name__ == "__main__":

@@ -149,7 +149,7 @@ integral converged.</p>
 
 @hydra_entry("explain")
 def main(cfg: DictConfig) -> None:
-    run_entry(cfg, lambda: explain(cfg))
+    run_entry(cfg, lambda: explain(cfg), reads_checkpoint=True)
 
 
 if __name__ == "__main__":

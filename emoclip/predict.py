@@ -186,7 +186,7 @@ def predict(cfg: DictConfig) -> Path | str:
 
 @hydra_entry("predict")
 def main(cfg: DictConfig) -> None:
-    run_entry(cfg, lambda: predict(cfg))
+    run_entry(cfg, lambda: predict(cfg), reads_checkpoint=True)
 
 
 if __name__ == "__main__":
