@@ -147,7 +147,7 @@ def fit_on_frozen_features(study: Study, trainer: L.Trainer, run_dir: Path) -> d
     log.info("linear probe: C=%g chosen on the validation split", selection["probe/C"])
     trainer.validate(study.module, datamodule=study.datamodule, verbose=False)
     trainer.test(study.module, datamodule=study.datamodule, verbose=False)
-    trainer.save_checkpoint(run_dir / "checkpoints" / "best.ckpt")
+    trainer.save_checkpoint(run_dir / "checkpoints" / "best.ckpt", weights_only=False)
     return {"probe": selection}
 
 

@@ -236,3 +236,23 @@ def test_a_type_slip_on_the_command_line_is_one_line_before_any_work(tmp_path):
     ]
     # Nothing of a run was written (the folder itself: see the refusals' tests).
     assert not (run_dir / ".hydra").exists() and not (run_dir / "checkpoints").exists()
+
+
+def test_each_entrys_help_says_what_it_does(tmp_path):
+    for module, first in (
+        ("emoclip.train", "emoclip-train: train a study"),
+        ("emoclip.evaluate", "emoclip-eval: test a trained checkpoint"),
+        ("emoclip.predict", "emoclip-predict: print the emotion"),
+        ("emoclip.explain", "emoclip-explain: Integrated Gradients maps"),
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", module, "--help"],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert result.stdout.startswith(first), result.stdout[:300]
+        assert "powered by Hydra" not in result.stdout
+    assert list(tmp_path.iterdir()) == []  # --help makes no run folder

@@ -105,6 +105,7 @@ def test_a_small_validation_split_is_named_with_the_options(tmp_path):
         "data.num_folds=",
     ):
         assert option in message
+    assert max(len(line) for line in message.splitlines()) < 120  # no 500-character line
     assert small_validation_warning(cfg, val_size=70, num_classes=7) is None
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader, Dataset, Sampler
 
@@ -46,6 +47,21 @@ MODALITY_KEYS = {
     "text": ("input_ids", "attention_mask", "text_features"),
     "image": ("pixels", "pixel_values", "image_features"),
 }
+
+
+def _world_size() -> int:
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    return torch.distributed.get_world_size() if distributed else 1
+
+
+def shown_root(root) -> str:
+    """Where a source reads, for a log line: a path, `image: <path>, text: <path>` for a pair,
+    or `no files` (a generated set)."""
+    if root is None:
+        return "no files (generated)"
+    if isinstance(root, Mapping):
+        return ", ".join(f"{part}: {shown_root(where)}" for part, where in root.items())
+    return str(root)
 
 
 class EncodedSplit(Dataset):
@@ -299,7 +315,7 @@ class EmotionDataModule(L.LightningDataModule):
         log.info(
             "%s: %s, label space %s, classes %s, %s",
             self.name,
-            self.root,
+            shown_root(self.root),
             self.label_space.name,
             ", ".join(self.classes),
             ", ".join(f"{split} {len(rs)}" for split, rs in self.records.items()),
@@ -479,6 +495,10 @@ class EmotionDataModule(L.LightningDataModule):
             return ResumableLoader(
                 dataset, sampler=sampler, batches_done=self._batches_done, **options
             )
+        if sampler is None and _world_size() > 1:
+            # Under DDP each rank scores its share once: Lightning's DistributedSampler would
+            # repeat examples to even out the ranks, and the gathered metrics count them twice.
+            sampler = UnrepeatedDistributedSampler(dataset, shuffle=False)
         return DataLoader(dataset, shuffle=shuffle, sampler=sampler, **options)
 
     def _batches_done(self) -> int:
