@@ -97,3 +97,19 @@ def checkpoint_hub_ids(config: dict) -> Iterator[str]:
         return
     if isinstance(stored, dict):
         yield from hub_ids(stored.get("model"))
+
+
+def check_model_folder(name_or_path: str, key: str) -> None:
+    """A model named by a path (`/models/clip`, `./clip`, `~/clip`, `a/b/c`) that is not there
+    is said plainly, not as the hub's "Repo id must be in the form ..." it would become."""
+    text = str(name_or_path)
+    looks_like_path = (
+        text.startswith(("/", ".", "~")) or "\\" in text or text.count("/") > 1
+    ) and not _HUB_ID.match(text)
+    if looks_like_path and not Path(text).expanduser().exists():
+        from emoclip.errors import BackboneLoadError
+
+        raise BackboneLoadError(
+            f"{key}={text}: no such folder; expected a local model folder (saved with "
+            "save_pretrained) or a hub id such as openai/clip-vit-base-patch32"
+        )

@@ -4,7 +4,7 @@ comparison report's grids and curves."""
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -42,6 +42,51 @@ def plot_curves(history: Sequence[dict], path: Path, best: dict | None = None) -
     if history and history[-1].get("stopped_early"):
         fig.suptitle(f"Early stopping ended training after epoch {epochs[-1]}", fontsize=10)
     _save(fig, path)
+
+
+# A two-modality study's test scores: the fused model and the ablations that drop a modality.
+ABLATION_BARS = (
+    ("test", "fused"),
+    ("test_text_only", "text only"),
+    ("test_image_only", "image only"),
+)
+
+
+def plot_ablations(metrics: Mapping, path: Path) -> list[str] | None:
+    """Test accuracy and macro-F1 of the fused model beside its text-only and image-only
+    ablations, with the majority-class floor (test_majority/*) where metrics has it; the legend's
+    labels, or None (no plot) for a study without both modalities."""
+    if not all(f"{scope}/f1_macro" in metrics for scope, _ in ABLATION_BARS):
+        return None
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    x, width = np.arange(len(ABLATION_BARS)), 0.38
+    for offset, metric, name in (
+        (-width / 2, "acc", "accuracy"),
+        (width / 2, "f1_macro", "macro-F1"),
+    ):
+        bars = ax.bar(
+            x + offset, [metrics[f"{s}/{metric}"] for s, _ in ABLATION_BARS], width, label=name
+        )
+        ax.bar_label(bars, fmt="%.3f", fontsize=8)
+        floor = metrics.get(f"test_majority/{metric}")
+        if floor is not None:
+            colour = bars.patches[0].get_facecolor()
+            ax.axhline(
+                floor,
+                color=colour,
+                linestyle="--",
+                linewidth=1,
+                label=f"majority class, {name}: {floor:.3f}",
+            )
+    ax.set_xticks(x, [label for _, label in ABLATION_BARS])
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("test score")
+    ax.set_title("The fused model and its one-modality ablations (test split)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper right")
+    labels = [text.get_text() for text in ax.get_legend().get_texts()]
+    _save(fig, path)
+    return labels
 
 
 def _epoch_axis(ax, epochs: int) -> None:

@@ -127,3 +127,18 @@ def test_a_missing_checkpoint_is_said_before_the_hub_is_probed(no_hub, tmp_path)
         "folder of emoclip-train (its checkpoints/best.ckpt is read)"
     )
     assert "cannot be reached" not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize("name", ["/models/clip", "./clip", "models/clip/v2"])
+def test_a_missing_local_model_folder_is_said_plainly(tmp_path, name):
+    from emoclip.data.tokenizer import load_pretrained_tokenizer
+    from emoclip.errors import BackboneLoadError
+
+    with pytest.raises(BackboneLoadError) as refusal:
+        load_pretrained_tokenizer(name)
+    assert str(refusal.value) == (
+        f"model.tokenizer.name_or_path={name}: no such folder; expected a local model folder "
+        "(saved with save_pretrained) or a hub id such as openai/clip-vit-base-patch32"
+    )
+    offline.check_model_folder("openai/clip-vit-base-patch32", "k")  # a hub id: not a path
+    offline.check_model_folder(str(tmp_path), "k")  # a folder that is there

@@ -118,14 +118,16 @@ class EmotionClassifier(L.LightningModule):
             logits, unimodal = self.network(batch, with_unimodal=True)
             loss = self.loss_fn(logits.float(), labels)
             auxiliary = torch.stack([self.loss_fn(u.float(), labels) for u in unimodal.values()])
-            loss = loss + unimodal_weight * auxiliary.mean()
+            trained_on = loss + unimodal_weight * auxiliary.mean()
         else:
             logits = self(batch)
-            loss = self.loss_fn(logits.float(), labels)
+            loss = trained_on = self.loss_fn(logits.float(), labels)
         if scope == "train":  # for a checkpoint saved before this batch's step is taken
             self._train_scores_before_batch = metric_states(self.scores["train_"], copy=True)
+        # train/loss is the fused prediction's loss, as val/loss is: the auxiliary per-modality
+        # losses are trained on but not counted in it, so the two curves compare.
         self.scores[f"{scope}_"].update(logits, labels, loss)
-        return loss
+        return trained_on
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")
