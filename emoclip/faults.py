@@ -121,6 +121,8 @@ class SaveOnInterrupt(Callback):
         )
         if exact_here:
             continued = f"checkpoint {self.checkpoint_path}"
+            if trainer.world_size > 1:  # emoclip.data.resumable: not its sampler under DDP
+                continued += " (not exact under DDP: the epoch's order is not kept)"
         else:
             last = _last_good_checkpoint(trainer)
             continued = (

@@ -11,6 +11,7 @@ import pytest
 from emoclip.data.resumable import ResumableSampler, ShuffleSampler
 from emoclip.train import train
 from tests.conftest import QUIET, compose_train
+from tests.test_resume import paired_study  # noqa: F401 (a fixture)
 
 # 70 training examples in batches of 16: 5 batches an epoch; dropout 0.3 draws random numbers.
 TINY = [
@@ -84,6 +85,20 @@ def test_a_run_interrupted_at_any_step_resumes_to_the_straight_runs_metrics(
         )
     # The interrupted run's checkpoint is gone once the resumed run has finished.
     assert not (run_dir / "checkpoints" / "interrupted.ckpt").exists()
+
+
+def test_images_with_augmentation_and_fresh_text_draws_resume_exactly_mid_epoch(
+    paired_study,  # noqa: F811 (the fixture)
+    tmp_path,
+    caplog,
+):
+    # Faces augmented on each batch (torch's generator), a text drawn per image per epoch (the
+    # EpochSampler), dropout: interrupted within epoch 2's third batch.
+    caplog.set_level(logging.INFO, logger="emoclip.resume")
+    straight = train(compose_train(paired_study, tmp_path / "straight"))
+    resumed = interrupted_then_resumed(paired_study, tmp_path / "resumed", 7, "on_before_backward")
+    assert "interrupted.ckpt (in epoch 2, from its training batch 3; global step 7)" in caplog.text
+    assert comparable(resumed) == comparable(straight)
 
 
 def test_the_sampler_continues_an_epoch_where_its_state_stood():
