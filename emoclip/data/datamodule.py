@@ -29,6 +29,7 @@ from emoclip.data.resumable import (
     ResumableSampler,
     ShuffleSampler,
     lightning_batches_done,
+    world_size,
 )
 from emoclip.data.sources.base import MODALITIES, Source
 from emoclip.data.splits import (
@@ -47,11 +48,6 @@ MODALITY_KEYS = {
     "text": ("input_ids", "attention_mask", "text_features"),
     "image": ("pixels", "pixel_values", "image_features"),
 }
-
-
-def _world_size() -> int:
-    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
-    return torch.distributed.get_world_size() if distributed else 1
 
 
 def shown_root(root) -> str:
@@ -495,7 +491,7 @@ class EmotionDataModule(L.LightningDataModule):
             return ResumableLoader(
                 dataset, sampler=sampler, batches_done=self._batches_done, **options
             )
-        if sampler is None and _world_size() > 1:
+        if sampler is None and world_size() > 1:
             # Under DDP each rank scores its share once: Lightning's DistributedSampler would
             # repeat examples to even out the ranks, and the gathered metrics count them twice.
             sampler = UnrepeatedDistributedSampler(dataset, shuffle=False)

@@ -112,7 +112,7 @@ class ResumableLoader(DataLoader):
             yield batch
 
     def state_dict(self) -> dict:
-        if _distributed() or not isinstance(self.sampler, ResumableSampler):
+        if world_size() > 1 or not isinstance(self.sampler, ResumableSampler):
             return {}
         done = self.batches_done()
         if done == self._handed:  # between batches: the random states are the next one's
@@ -128,7 +128,7 @@ class ResumableLoader(DataLoader):
         }
 
     def load_state_dict(self, state: dict) -> None:
-        if not state or _distributed():
+        if not state or world_size() > 1:
             return
         self.sampler.resume_at(state["sampler"])
         if 0 < state["batches"] < len(self):
@@ -146,8 +146,10 @@ def lightning_batches_done(trainer) -> int:
     return done
 
 
-def _distributed() -> bool:
-    return torch.distributed.is_available() and torch.distributed.is_initialized()
+def world_size() -> int:
+    """The processes of a distributed (DDP) run; 1 when alone."""
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    return torch.distributed.get_world_size() if distributed else 1
 
 
 # The process's random generators, as plain types (checkpoints stay loadable with
