@@ -58,6 +58,7 @@ def comparable(metrics: dict) -> dict:
     return metrics
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("step", "hook", "checkpoint"),
     [
@@ -87,6 +88,7 @@ def test_a_run_interrupted_at_any_step_resumes_to_the_straight_runs_metrics(
     assert not (run_dir / "checkpoints" / "interrupted.ckpt").exists()
 
 
+@pytest.mark.slow
 def test_images_with_augmentation_and_fresh_text_draws_resume_exactly_mid_epoch(
     paired_study,  # noqa: F811 (the fixture)
     tmp_path,
