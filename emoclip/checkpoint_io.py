@@ -82,7 +82,7 @@ def file_sha256(path: str | Path) -> str:
 
 def checkpoint_identity(path: str | Path, relative_to: Path | None = None) -> dict:
     """Which checkpoint file a result describes: its path (relative to its run folder when
-    given), epoch, global step and sha256."""
+    given), epoch (counted from 1: the epoch it was saved in), global step and sha256."""
     path = Path(path)
     loaded = load_checkpoint_file(path, mmap=True)
     # Compared resolved: Lightning names checkpoints by their real path, so under an outputs/
@@ -94,7 +94,7 @@ def checkpoint_identity(path: str | Path, relative_to: Path | None = None) -> di
     )
     return {
         "file": shown.as_posix(),
-        "epoch": loaded.get("epoch"),
+        "epoch": loaded["epoch"] + 1 if isinstance(loaded.get("epoch"), int) else None,
         "global_step": loaded.get("global_step"),
         "sha256": file_sha256(path),
     }

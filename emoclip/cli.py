@@ -8,6 +8,11 @@ come out in about a second, before those imports.
 
 from __future__ import annotations
 
+import functools
+import logging
+import os
+import re
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -16,9 +21,10 @@ from omegaconf import DictConfig, OmegaConf
 
 # Registers ${emoclip.run_dir:...}, which Hydra resolves (conf/hydra/default.yaml) before the job.
 from emoclip import run_folder  # noqa: F401
-from emoclip.errors import EmoclipError
+from emoclip.errors import ConfigError, EmoclipError
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def config_dir() -> str:
@@ -28,6 +34,39 @@ def config_dir() -> str:
         if (candidate / "train.yaml").is_file():
             return str(candidate)
     raise FileNotFoundError(f"no Hydra config folder (conf/train.yaml) next to {here}")
+
+
+def expand_home(argument: str) -> str:
+    """`key=~/path` as `key=/home/me/path`: the shell leaves a `~` after `=` as it is, and
+    Hydra's override grammar has no `~`. A path with characters the grammar reads otherwise is
+    quoted."""
+    key, sep, value = argument.partition("=")
+    if not sep or not key or key.startswith("-") or not (value == "~" or value.startswith("~/")):
+        return argument
+    expanded = os.path.expanduser(value)
+    if not re.fullmatch(r"[\w./\-+@:]+", expanded):
+        expanded = "'" + expanded.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return f"{key}={expanded}"
+
+
+def hydra_entry(config_name: str) -> Callable:
+    """@hydra.main for an emoclip entry point, reading `~/...` values as the shell would."""
+    import hydra
+
+    def decorate(task: Callable[[DictConfig], T]) -> Callable:
+        hydra_main = hydra.main(
+            version_base="1.3", config_path=config_dir(), config_name=config_name
+        )(task)
+
+        @functools.wraps(task)
+        def main(cfg_passthrough: DictConfig | None = None):
+            if cfg_passthrough is None:
+                sys.argv[1:] = [expand_home(a) for a in sys.argv[1:]]
+            return hydra_main(cfg_passthrough)
+
+        return main
+
+    return decorate
 
 
 def user_error(err: BaseException) -> EmoclipError | None:
@@ -55,10 +94,34 @@ def run_reporting_errors(job: Callable[[], T]) -> T:
         raise SystemExit(f"emoclip: {cause}") from None
 
 
-def run_entry(cfg: DictConfig, job: Callable[[], T]) -> T:
+def checkpoint_to_read(requested: str) -> str:
+    """The checkpoint file that eval, predict and explain read for `ckpt_path`: the file, or a
+    run folder's checkpoints/best.ckpt (said in one line); none there is an error, said before
+    anything else is done."""
+    path = Path(requested).expanduser()
+    if path.is_dir():
+        best = path / "checkpoints" / "best.ckpt"
+        if not best.is_file():
+            raise ConfigError(
+                f"ckpt_path={requested}: a folder without checkpoints/best.ckpt; expected a "
+                ".ckpt file or a run folder of emoclip-train"
+            )
+        log.info("ckpt_path=%s is a run folder: reading its checkpoints/best.ckpt", requested)
+        return str(best)
+    if not path.is_file():
+        raise ConfigError(
+            f"ckpt_path={requested}: no such file; expected a .ckpt file or a run folder of "
+            "emoclip-train (its checkpoints/best.ckpt is read)"
+        )
+    return str(path)
+
+
+def run_entry(cfg: DictConfig, job: Callable[[], T], reads_checkpoint: bool = False) -> T:
     """An entry's task: the console copied to the run folder's train.log, library noise
     silenced, the config checked (before the heavy imports that `job` makes), the hub's
-    reachability settled, then the job; emoclip's errors end it as one `emoclip: ...` line."""
+    reachability settled, then the job; emoclip's errors end it as one `emoclip: ...` line.
+    `reads_checkpoint`: the entry reads the checkpoint ckpt_path names (eval, predict,
+    explain), a file or a run folder's best one (checkpoint_to_read)."""
     from emoclip import config_checks, offline
     from emoclip.console import (
         copy_console_to_job_log,
@@ -69,7 +132,11 @@ def run_entry(cfg: DictConfig, job: Callable[[], T]) -> T:
     silence_library_noise()
 
     def checked_job() -> T:
+        config_checks.check_value_types(cfg)
+        if reads_checkpoint and cfg.get("ckpt_path"):
+            cfg.ckpt_path = checkpoint_to_read(str(cfg.ckpt_path))
         pending = config_checks.unread_added_keys(cfg)
+        config_checks.check_gpu_available(cfg)  # imports torch if a GPU is asked for
         offline.go_offline_if_hub_unreachable(OmegaConf.to_container(cfg, resolve=False))
         route_library_logs_through_hydra()  # the first heavy import
         config_checks.check_target_parameters(cfg, pending)  # imports the targets

@@ -239,3 +239,82 @@ def _enclosing_target(cfg: DictConfig, key: str) -> PassedToTarget | None:
         if isinstance(node, DictConfig) and "_target_" in node:
             return PassedToTarget(key, path, parts[n])
     return None
+
+
+# Values Hydra's grammar types as typed (`2.5` a float, `abc` a string) and that must be of one
+# kind; checked before anything runs, so a slip is one line instead of a failure minutes in.
+# `None` marks the keys that may be null. Keys a config does not have are not checked.
+INTEGER, NUMBER, FLAG = "a whole number", "a number", "true or false"
+VALUE_TYPES: dict[str, tuple[str, bool]] = {
+    "seed": (INTEGER, False),
+    "data.batch_size": (INTEGER, False),
+    "data.eval_batch_size": (INTEGER, True),
+    "data.num_workers": (INTEGER, False),
+    "data.fold": (INTEGER, False),
+    "data.num_folds": (INTEGER, True),
+    "data.split_seed": (INTEGER, False),
+    "data.image_size": (INTEGER, True),
+    "data.val_fraction": (NUMBER, False),
+    "data.test_fraction": (NUMBER, False),
+    "data.skip_bad": (FLAG, False),
+    "data.bucket_by_length": (FLAG, False),
+    "trainer.max_epochs": (INTEGER, True),
+    "trainer.min_epochs": (INTEGER, True),
+    "trainer.max_steps": (INTEGER, True),
+    "trainer.accumulate_grad_batches": (INTEGER, False),
+    "trainer.check_val_every_n_epoch": (INTEGER, True),
+    "trainer.log_every_n_steps": (INTEGER, True),
+    "trainer.gradient_clip_val": (NUMBER, True),
+    "model.optimizer.lr": (NUMBER, False),
+    "model.optimizer.weight_decay": (NUMBER, False),
+    "model.backbone_lr": (NUMBER, True),
+    "model.label_smoothing": (NUMBER, False),
+    "callbacks.early_stopping.patience": (INTEGER, False),
+}
+
+
+def check_value_types(cfg: DictConfig) -> None:
+    """Raise ConfigError naming the first key of VALUE_TYPES whose value is not of its kind."""
+    for key, (kind, nullable) in VALUE_TYPES.items():
+        value = OmegaConf.select(cfg, key, default=_ABSENT, throw_on_resolution_failure=False)
+        if value is _ABSENT or (value is None and nullable) or _is_kind(value, kind):
+            continue
+        shown = "null" if value is None else value
+        got = "null" if value is None else _KIND_NAMES.get(type(value), type(value).__name__)
+        raise ConfigError(f"{key}={shown}: expected {kind}, got {got}")
+
+
+_KIND_NAMES = {str: "text", float: "a decimal number", bool: "true/false", int: "a whole number"}
+
+
+def _is_kind(value: Any, kind: str) -> bool:
+    if isinstance(value, bool):
+        return kind == FLAG
+    if kind == INTEGER:
+        return isinstance(value, int)
+    if kind == NUMBER:
+        return isinstance(value, int | float)
+    return False
+
+
+def check_gpu_available(cfg: DictConfig) -> None:
+    """A GPU asked for (trainer.accelerator=gpu/cuda, device=cuda) where torch sees none: one
+    line naming the CPU choice, not a traceback from deep in torch or Lightning."""
+    asked = []
+    accelerator = OmegaConf.select(cfg, "trainer.accelerator", default=None)
+    if accelerator in ("gpu", "cuda"):
+        asked.append((f"trainer.accelerator={accelerator}", "trainer=cpu"))
+    device = cfg.get("device")
+    if isinstance(device, str) and device.startswith("cuda"):
+        asked.append((f"device={device}", "device=cpu"))
+    if not asked:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    setting, choice = asked[0]
+    raise ConfigError(
+        f"{setting} asks for a CUDA GPU and this machine has none that torch can use: run on "
+        f"the CPU with {choice}"
+    )

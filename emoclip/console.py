@@ -28,6 +28,12 @@ NOISE_WARNINGS = (
     # A study's splits are decoded once (emoclip.data.store): for small splits worker processes
     # would add start-up, not speed, and data.num_workers=null picks none for them.
     r"The '\w+_dataloader' does not have many workers",
+    # A resumed run writes its checkpoints (best.ckpt, last.ckpt) over its own, by design.
+    r"Checkpoint directory .* exists and is not empty",
+    # Frozen towers are kept in eval mode on purpose (no dropout, fixed batch-norm statistics).
+    r"Found \d+ module\(s\) in eval mode at the start of training",
+    # emoclip logs its metrics once an epoch, whatever the number of batches.
+    r"The number of training batches \(\d+\) is smaller than the logging interval",
 )
 # Log lines of Lightning that advertise other products.
 NOISE_LOG_PREFIXES = ("💡 Tip:",)

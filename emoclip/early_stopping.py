@@ -50,13 +50,13 @@ class EarlyStopping(LightningEarlyStopping):
             log.info(
                 "epoch %d: the model predicts one class on the validation split; early "
                 "stopping does not count this epoch",
-                trainer.current_epoch,
+                trainer.current_epoch + 1,
             )
             return
         super()._run_early_stopping_check(trainer)
         history = getattr(module, "history", None)
         stopped_now = trainer.should_stop and self.stopped_epoch == trainer.current_epoch
-        if stopped_now and history and history[-1].get("epoch") == trainer.current_epoch:
+        if stopped_now and history and history[-1].get("epoch") == trainer.current_epoch + 1:
             history[-1]["stopped_early"] = True
 
 
@@ -75,15 +75,20 @@ def small_validation_warning(cfg: DictConfig, val_size: int, num_classes: int) -
         if fraction_key
         else "more validation data"
     )
+    options = [
+        larger_split,
+        f"a longer callbacks.early_stopping.patience (now {stopping.get('patience')}) or "
+        "trainer.min_epochs=...",
+        "no early stopping (callbacks.early_stopping=null) with a fixed trainer.max_epochs",
+        "since one small split is noisy, results over more folds (data.num_folds=...) or seeds",
+    ]
+    # Short lines: the finding, then one option a line.
     return (
         f"the validation split has {val_size} examples for {num_classes} classes (about "
         f"{val_size / num_classes:.1f} per class; one example moves val/acc by "
-        f"{1 / max(val_size, 1):.3f}): too few for early stopping on {monitor} to mean much, "
-        "and it can stop a model that still predicts one class. Options: "
-        f"{larger_split}; a longer callbacks.early_stopping.patience (now "
-        f"{stopping.get('patience')}) or trainer.min_epochs=...; no early stopping "
-        "(callbacks.early_stopping=null) with a fixed trainer.max_epochs; and, since one small "
-        "split is noisy, results over more folds (data.num_folds=...) or seeds"
+        f"{1 / max(val_size, 1):.3f}):\n  too few for early stopping on {monitor} to mean much; "
+        "it can stop a model that\n  still predicts one class. Options:"
+        + "".join(f"\n  - {option}" for option in options)
     )
 
 

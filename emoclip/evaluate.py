@@ -11,10 +11,9 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import hydra
 from omegaconf import DictConfig
 
-from emoclip.cli import config_dir, run_entry
+from emoclip.cli import hydra_entry, run_entry
 from emoclip.errors import ConfigError
 
 if TYPE_CHECKING:  # the entry imports only what Hydra needs; the work imports the rest
@@ -101,9 +100,9 @@ def training_free_study(cfg: DictConfig) -> Study:
     return build_study(cfg)
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="eval")
+@hydra_entry("eval")
 def main(cfg: DictConfig) -> None:
-    run_entry(cfg, lambda: evaluate(cfg))
+    run_entry(cfg, lambda: evaluate(cfg), reads_checkpoint=True)
 
 
 if __name__ == "__main__":

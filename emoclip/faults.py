@@ -68,12 +68,12 @@ class StopOnDivergence(Callback):
     def _stop(self, trainer, batch_idx: int, what: str) -> None:
         kept = _last_good_checkpoint(trainer)
         where = {
-            "epoch": trainer.current_epoch,
-            "batch": batch_idx,
+            "epoch": trainer.current_epoch + 1,  # both counted from 1
+            "batch": batch_idx + 1,
             "global_step": trainer.global_step,
         }
         raise TrainingError(
-            f"{what} at epoch {where['epoch']}, batch {batch_idx} (global step "
+            f"{what} at epoch {where['epoch']}, batch {where['batch']} (global step "
             f"{where['global_step']}); training has diverged and was stopped. "
             + (
                 f"The last good checkpoint is {kept} (not overwritten). "
@@ -94,7 +94,14 @@ class SaveOnInterrupt(Callback):
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         if not isinstance(exception, KeyboardInterrupt):
             return  # other failures keep the last good checkpoint untouched
-        trainer.save_checkpoint(self.checkpoint_path, weights_only=False)  # optimizer too
+        batches_done, batches = _place_in_epoch(trainer)
+        # Within an epoch's training batches a checkpoint continues exactly (the training
+        # loader's state, emoclip.data.resumable). Elsewhere (at an epoch's first batch, after
+        # its last, in its validation) Lightning would not continue as the run went on: the run
+        # continues from the end of the last epoch instead (last.ckpt), as exactly.
+        exact_here = trainer.training and 0 < batches_done < batches
+        if exact_here:
+            trainer.save_checkpoint(self.checkpoint_path, weights_only=False)  # optimizer too
         datamodule = trainer.datamodule
         write_results(
             self.run_dir,
@@ -108,12 +115,33 @@ class SaveOnInterrupt(Callback):
                 "global_step": trainer.global_step,
             },
         )
+        where = (
+            f"interrupted in epoch {trainer.current_epoch + 1}, after {batches_done} of its "
+            f"{batches} training batches (global step {trainer.global_step})"
+        )
+        if exact_here:
+            continued = f"checkpoint {self.checkpoint_path}"
+            if trainer.world_size > 1:  # emoclip.data.resumable: not its sampler under DDP
+                continued += " (not exact under DDP: the epoch's order is not kept)"
+        else:
+            last = _last_good_checkpoint(trainer)
+            continued = (
+                f"the run continues from {last}, the end of the last epoch"
+                if last
+                else "no epoch had finished: the run starts again"
+            )
         log.warning(
-            "interrupted at epoch %d (global step %d): metrics so far in %s, checkpoint %s. "
-            "Continue the run from there with:\n  %s",
-            trainer.current_epoch,
-            trainer.global_step,
+            "%s: metrics so far in %s, %s. Continue the run from there with:\n  %s",
+            where,
             self.run_dir / METRICS_FILE,
-            self.checkpoint_path,
+            continued,
             continue_command(self.run_dir),
         )
+
+
+def _place_in_epoch(trainer: L.Trainer) -> tuple[int, int]:
+    """(training batches of this epoch done, the epoch's training batches)."""
+    from emoclip.data.resumable import lightning_batches_done
+
+    batches = trainer.num_training_batches
+    return lightning_batches_done(trainer), int(batches) if math.isfinite(batches) else -1

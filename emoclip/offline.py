@@ -63,9 +63,9 @@ def go_offline_if_hub_unreachable(config: dict) -> bool:
     whether the run is offline. `config` is the entry's config as a plain container."""
     if any(os.environ.get(name, "").strip() not in ("", "0") for name in OFFLINE_VARIABLES):
         return True
-    wanted = sorted(set(hub_ids(config.get("model"))))
-    if not wanted and not config.get("ckpt_path"):
-        return False  # nothing to download (the tiny CLIP, a word-level tokenizer)
+    wanted = sorted(set(hub_ids(config.get("model"))) | set(checkpoint_hub_ids(config)))
+    if not wanted:
+        return False  # nothing to download (the tiny CLIP, a word-level tokenizer, an LSTM)
     endpoint = hub_endpoint()
     if hub_reachable(endpoint):
         return False
@@ -80,3 +80,36 @@ def go_offline_if_hub_unreachable(config: dict) -> bool:
         f" for {', '.join(wanted)}" if wanted else "",
     )
     return True
+
+
+def checkpoint_hub_ids(config: dict) -> Iterator[str]:
+    """The hub ids the model of the checkpoint file `ckpt_path` names (its stored config, read
+    as data); none for a checkpoint whose towers use no hub model, or no readable file (the
+    entry then says what is wrong with it)."""
+    path = config.get("ckpt_path")
+    if not isinstance(path, str) or not Path(path).is_file():
+        return
+    from emoclip.checkpoint_io import load_checkpoint_file  # torch: only for a checkpoint
+
+    try:
+        stored = load_checkpoint_file(path, mmap=True).get("hyper_parameters")
+    except Exception:  # noqa: BLE001 (not a checkpoint: restoring it says so)
+        return
+    if isinstance(stored, dict):
+        yield from hub_ids(stored.get("model"))
+
+
+def check_model_folder(name_or_path: str, key: str) -> None:
+    """A model named by a path (`/models/clip`, `./clip`, `~/clip`, `a/b/c`) that is not there
+    is said plainly, not as the hub's "Repo id must be in the form ..." it would become."""
+    text = str(name_or_path)
+    looks_like_path = (
+        text.startswith(("/", ".", "~")) or "\\" in text or text.count("/") > 1
+    ) and not _HUB_ID.match(text)
+    if looks_like_path and not Path(text).expanduser().exists():
+        from emoclip.errors import BackboneLoadError
+
+        raise BackboneLoadError(
+            f"{key}={text}: no such folder; expected a local model folder (saved with "
+            "save_pretrained) or a hub id such as openai/clip-vit-base-patch32"
+        )

@@ -4,7 +4,7 @@ comparison report's grids and curves."""
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -22,7 +22,7 @@ def plot_curves(history: Sequence[dict], path: Path, best: dict | None = None) -
     """Loss and accuracy per epoch for train and val (the report's Figures 1 and 2), with the
     epoch of the kept checkpoint marked (the one whose validation scores are `best`, the
     validation of the best checkpoint) and a note when early stopping ended training."""
-    epochs = [row["epoch"] + 1 for row in history]
+    epochs = [row["epoch"] for row in history]  # counted from 1
     best_epoch = _epoch_of(history, best)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, metric, title in ((axes[0], "loss", "Loss"), (axes[1], "acc", "Accuracy")):
@@ -44,6 +44,51 @@ def plot_curves(history: Sequence[dict], path: Path, best: dict | None = None) -
     _save(fig, path)
 
 
+# A two-modality study's test scores: the fused model and the ablations that drop a modality.
+ABLATION_BARS = (
+    ("test", "fused"),
+    ("test_text_only", "text only"),
+    ("test_image_only", "image only"),
+)
+
+
+def plot_ablations(metrics: Mapping, path: Path) -> list[str] | None:
+    """Test accuracy and macro-F1 of the fused model beside its text-only and image-only
+    ablations, with the majority-class floor (test_majority/*) where metrics has it; the legend's
+    labels, or None (no plot) for a study without both modalities."""
+    if not all(f"{scope}/f1_macro" in metrics for scope, _ in ABLATION_BARS):
+        return None
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    x, width = np.arange(len(ABLATION_BARS)), 0.38
+    for offset, metric, name in (
+        (-width / 2, "acc", "accuracy"),
+        (width / 2, "f1_macro", "macro-F1"),
+    ):
+        bars = ax.bar(
+            x + offset, [metrics[f"{s}/{metric}"] for s, _ in ABLATION_BARS], width, label=name
+        )
+        ax.bar_label(bars, fmt="%.3f", fontsize=8)
+        floor = metrics.get(f"test_majority/{metric}")
+        if floor is not None:
+            colour = bars.patches[0].get_facecolor()
+            ax.axhline(
+                floor,
+                color=colour,
+                linestyle="--",
+                linewidth=1,
+                label=f"majority class, {name}: {floor:.3f}",
+            )
+    ax.set_xticks(x, [label for _, label in ABLATION_BARS])
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("test score")
+    ax.set_title("The fused model and its one-modality ablations (test split)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper right")
+    labels = [text.get_text() for text in ax.get_legend().get_texts()]
+    _save(fig, path)
+    return labels
+
+
 def _epoch_axis(ax, epochs: int) -> None:
     """Whole epochs only on the x axis, 1..epochs (one epoch: a single tick, not 0.95..1.05)."""
     ax.set_xlabel("epoch")
@@ -61,7 +106,7 @@ def _epoch_of(history: Sequence[dict], best: dict | None) -> int | None:
             for k in ("val/loss", "val/acc")
             if k in best
         ):
-            return row["epoch"] + 1
+            return row["epoch"]
     return None
 
 

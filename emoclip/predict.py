@@ -15,11 +15,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import hydra
 from omegaconf import DictConfig
 
 from emoclip.atomic import open_atomically
-from emoclip.cli import config_dir, run_entry
+from emoclip.cli import hydra_entry, run_entry
 from emoclip.data.labels import LabelSpace
 from emoclip.data.readers import TextDecoder, csv_rows
 from emoclip.errors import ConfigError, DataError
@@ -192,9 +191,9 @@ def predict(cfg: DictConfig) -> Path | str:
     return text
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="predict")
+@hydra_entry("predict")
 def main(cfg: DictConfig) -> None:
-    run_entry(cfg, lambda: predict(cfg))
+    run_entry(cfg, lambda: predict(cfg), reads_checkpoint=True)
 
 
 if __name__ == "__main__":

@@ -88,7 +88,7 @@ def plan_resume(cfg: DictConfig, trust: Trust = GUARD_ONLY) -> Resume:
             )
         loaded = None
     loaded = check_same_study(cfg, checkpoint, trust, loaded)
-    log.info("continuing from %s (after epoch %d)", checkpoint, loaded["epoch"])
+    log.info("continuing from %s (%s)", checkpoint, place_in_training(loaded))
     return Resume(str(checkpoint), global_step=int(loaded["global_step"]), in_place=in_place)
 
 
@@ -206,3 +206,15 @@ def _differences(stored, now, key: str, not_study: set[str]) -> list[str]:
             found += _differences(stored.get(k), now.get(k), f"{key}.{k}", not_study)
         return found
     return [] if stored == now else [f"{key}: {stored!r} in the checkpoint, {now!r} now"]
+
+
+def place_in_training(loaded: dict) -> str:
+    """Where a checkpoint stands, epochs counted from 1: 'after epoch 2; global step 10', or
+    mid-epoch (a Ctrl-C'd run, emoclip.data.resumable) 'in epoch 3, from its training batch 4'."""
+    epoch, step = int(loaded.get("epoch", 0)), int(loaded.get("global_step", 0))
+    loops = loaded.get("loops", {}).get("fit_loop", {})
+    loader = (loops.get("state_dict", {}).get("combined_loader") or [{}])[0]
+    done = loader.get("batches", 0)
+    if done and not loops.get("epoch_loop.batch_progress", {}).get("is_last_batch", True):
+        return f"in epoch {epoch + 1}, from its training batch {done + 1}; global step {step}"
+    return f"after epoch {epoch + 1}; global step {step}"

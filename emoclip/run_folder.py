@@ -160,7 +160,7 @@ def write_results(
     """Write the plots, splits.json, then metrics.json (flat `stage/metric` keys, the per-epoch
     `history` of training, "status": finished unless `extra` says otherwise, plus `extra`),
     each atomically; return the metrics."""
-    from emoclip.plots import plot_confusion, plot_curves  # matplotlib: only when writing
+    from emoclip.plots import plot_ablations, plot_confusion, plot_curves  # matplotlib: here
 
     metrics = {"status": FINISHED, **flat_metrics(classes, results), **(extra or {})}
     if history:
@@ -176,6 +176,7 @@ def write_results(
                 run_dir / "plots" / f"confusion_{stage}.png",
                 title=f"Confusion matrix, {name} (acc {acc:.3f})",
             )
+    plot_ablations(metrics, run_dir / "plots" / "ablations.png")  # a fusion study's
     if split_ids is not None:
         write_atomically(run_dir / "splits.json", json.dumps(split_ids, indent=1) + "\n")
     write_metrics(run_dir, metrics)
@@ -282,7 +283,8 @@ def read_history(run_dir: Path, metrics: dict) -> list[dict]:
                 epochs.setdefault(int(row["epoch"]), {}).update(values)
     except ValueError as err:
         raise DataError(f"{path}: not a metrics.csv of numbers ({err})") from err
-    return [{"epoch": epoch, **epochs[epoch]} for epoch in sorted(epochs)]
+    # metrics.csv is Lightning's, counting epochs from 0; the history counts from 1.
+    return [{"epoch": epoch + 1, **epochs[epoch]} for epoch in sorted(epochs)]
 
 
 def finished_metrics(run_dir: Path) -> dict | None:

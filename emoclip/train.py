@@ -6,10 +6,9 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import hydra
 from omegaconf import DictConfig
 
-from emoclip.cli import config_dir, run_entry
+from emoclip.cli import hydra_entry, run_entry
 from emoclip.errors import ConfigError
 
 if TYPE_CHECKING:  # the entry imports only what Hydra needs; the work imports the rest
@@ -128,6 +127,8 @@ def fit_and_record(study: Study, trainer: L.Trainer, resume: Resume, run_dir: Pa
             extra=described,
         )
         tracking.publish_results(trainer.loggers, run_dir, metrics)
+        # A Ctrl-C'd run's checkpoint is spent once the run has finished.
+        (run_dir / "checkpoints" / "interrupted.ckpt").unlink(missing_ok=True)
     finally:
         tracking.finish(trainer.loggers)
     return metrics
@@ -154,11 +155,11 @@ def fit_on_frozen_features(study: Study, trainer: L.Trainer, run_dir: Path) -> d
     log.info("linear probe: C=%g chosen on the validation split", selection["probe/C"])
     trainer.validate(study.module, datamodule=study.datamodule, verbose=False)
     trainer.test(study.module, datamodule=study.datamodule, verbose=False)
-    trainer.save_checkpoint(run_dir / "checkpoints" / "best.ckpt")
+    trainer.save_checkpoint(run_dir / "checkpoints" / "best.ckpt", weights_only=False)
     return {"probe": selection}
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
+@hydra_entry("train")
 def main(cfg: DictConfig) -> float | None:
     metrics = run_entry(cfg, lambda: train(cfg))
     return metrics.get(cfg.get("monitor"))

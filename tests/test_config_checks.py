@@ -1,6 +1,7 @@
 """Config mistakes Hydra lets through are one clear error, before the heavy imports."""
 
 import contextlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,8 +13,13 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException
 from omegaconf import open_dict
 
-from emoclip.cli import config_dir
-from emoclip.config_checks import check_target_parameters, unread_added_keys
+from emoclip.cli import config_dir, expand_home
+from emoclip.config_checks import (
+    check_gpu_available,
+    check_target_parameters,
+    check_value_types,
+    unread_added_keys,
+)
 from emoclip.errors import ConfigError
 
 CONF = Path(config_dir())
@@ -140,3 +146,112 @@ def test_config_errors_come_before_the_heavy_imports(tmp_path):
     # A refused command writes nothing anywhere: no train.log, no run folder left behind.
     assert not (tmp_path / "train").exists()
     assert not (tmp_path / "eval").exists() and not (tmp_path / "explain").exists()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "line"),
+    [
+        (
+            ["trainer.max_epochs=2.5"],
+            "trainer.max_epochs=2.5: expected a whole number, got a decimal number",
+        ),
+        (
+            ["data.batch_size=3.5"],
+            "data.batch_size=3.5: expected a whole number, got a decimal number",
+        ),
+        (["data.batch_size=abc"], "data.batch_size=abc: expected a whole number, got text"),
+        (["seed=1.5"], "seed=1.5: expected a whole number, got a decimal number"),
+        (["model.optimizer.lr=fast"], "model.optimizer.lr=fast: expected a number, got text"),
+        (["data.skip_bad=1"], "data.skip_bad=1: expected true or false, got a whole number"),
+        (["data.batch_size=null"], "data.batch_size=null: expected a whole number, got null"),
+    ],
+)
+def test_a_value_of_the_wrong_kind_is_one_line_naming_the_key_the_value_and_the_kind(
+    overrides, line
+):
+    with hydra_job(overrides) as cfg, pytest.raises(ConfigError) as refusal:
+        check_value_types(cfg)
+    assert str(refusal.value) == line
+
+
+def test_values_of_the_right_kind_pass():
+    right = ["trainer.max_epochs=3", "model.optimizer.lr=1", "data.eval_batch_size=null"]
+    with hydra_job(right) as cfg:
+        check_value_types(cfg)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "config_name", "line"),
+    [
+        (
+            ["trainer=gpu"],
+            "train",
+            "trainer.accelerator=gpu asks for a CUDA GPU and this machine "
+            "has none that torch can use: run on the CPU with trainer=cpu",
+        ),
+        (
+            ["device=cuda"],
+            "explain",
+            "device=cuda asks for a CUDA GPU and this machine has none "
+            "that torch can use: run on the CPU with device=cpu",
+        ),
+    ],
+)
+def test_a_gpu_asked_for_where_there_is_none_names_the_cpu_choice(overrides, config_name, line):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    with hydra_job(overrides, config_name) as cfg, pytest.raises(ConfigError) as refusal:
+        check_gpu_available(cfg)
+    assert str(refusal.value) == line
+
+
+def test_a_home_path_is_expanded_before_hydra_reads_it(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert expand_home("data.root=~/faces") == f"data.root={tmp_path}/faces"
+    assert expand_home("hydra.run.dir=~") == f"hydra.run.dir={tmp_path}"
+    assert expand_home("data.root=a~b") == "data.root=a~b"  # not a home path
+    assert expand_home("--cfg") == "--cfg"
+    monkeypatch.setenv("HOME", str(tmp_path / "my faces"))  # a space: quoted for Hydra
+    expanded = expand_home("data.root=~/x")
+    assert expanded == f"data.root='{tmp_path}/my faces/x'"
+    with hydra_job(["data=dair_emotion", expanded]) as cfg:
+        assert cfg.data.root == f"{tmp_path}/my faces/x"
+
+
+def test_a_type_slip_on_the_command_line_is_one_line_before_any_work(tmp_path):
+    run_dir = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "-m", "emoclip.train", "data.batch_size=3.5", f"hydra.run.dir={run_dir}"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HYDRA_FULL_ERROR": "0"},
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "emoclip: data.batch_size=3.5: expected a whole number, got a decimal number"
+    ]
+    # Nothing of a run was written (the folder itself: see the refusals' tests).
+    assert not (run_dir / ".hydra").exists() and not (run_dir / "checkpoints").exists()
+
+
+def test_each_entrys_help_says_what_it_does(tmp_path):
+    for module, first in (
+        ("emoclip.train", "emoclip-train: train a study"),
+        ("emoclip.evaluate", "emoclip-eval: test a trained checkpoint"),
+        ("emoclip.predict", "emoclip-predict: print the emotion"),
+        ("emoclip.explain", "emoclip-explain: Integrated Gradients maps"),
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", module, "--help"],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert result.stdout.startswith(first), result.stdout[:300]
+        assert "powered by Hydra" not in result.stdout
+    assert list(tmp_path.iterdir()) == []  # --help makes no run folder

@@ -11,7 +11,16 @@ import warnings
 from emoclip.console import NOISE_WARNINGS, _Tee, silence_library_noise
 from tests.conftest import QUIET
 
-NOISE = ("exists and is not empty", "Tip:", "litlogger", "LeafSpec", "does not have many workers")
+NOISE = (
+    "exists and is not empty",
+    "Tip:",
+    "litlogger",
+    "LeafSpec",
+    "does not have many workers",
+    "smaller than the logging interval",
+    "PosixPath(",
+    ": None,",
+)
 TINY = [
     "model=text_lstm",
     "debug=limit",
@@ -43,6 +52,7 @@ def test_train_log_is_the_console_without_the_noise(tmp_path):
         "test: acc",
     ):
         assert shown in console and shown in log, shown
+    assert max(len(line) for line in console.splitlines()) < 250  # no 500-character line
     # Each console line once in the log (Lightning's console handler would double them).
     console_lines = [line for line in console.splitlines() if line.strip()]
     log_lines = [line for line in log.splitlines() if line.strip()]
@@ -60,9 +70,15 @@ def test_real_warnings_stay():
         warnings.warn(
             "The 'val_dataloader' does not have many workers which may be ...", stacklevel=1
         )
+        for noise in (
+            "Checkpoint directory /run/checkpoints exists and is not empty.",
+            "Found 69 module(s) in eval mode at the start of training. This may lead to ...",
+            "The number of training batches (5) is smaller than the logging interval Trainer(...",
+        ):
+            warnings.warn(noise, stacklevel=1)
         warnings.warn("the learning rate is too high", UserWarning, stacklevel=1)
     assert [str(w.message) for w in caught] == ["the learning rate is too high"]
-    assert len(NOISE_WARNINGS) == 3
+    assert len(NOISE_WARNINGS) == 6
 
 
 def test_lightning_tips_are_dropped_and_its_info_kept(caplog):

@@ -41,8 +41,11 @@ def test_two_process_ddp_writes_one_run_folder_with_synced_metrics(tmp_path):
         *DDP_ON_CPU,
         "debug=limit",
         "trainer.max_epochs=1",
-        "data.eval_batch_size=35",
+        "data.eval_batch_size=36",
         *SMALL_DATA,
+        # Odd sizes: 71 and 70 examples a rank, each scored once (no repeat to even them out).
+        "data.dataset.val_size=141",
+        "data.dataset.test_size=141",
         *QUIET,
         "hydra.run.dir=run",
     )
@@ -53,9 +56,10 @@ def test_two_process_ddp_writes_one_run_folder_with_synced_metrics(tmp_path):
     assert [p.name for p in (tmp_path / "outputs").iterdir()] == [".cache"]
     run_dir = tmp_path / "run"
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    # Each rank saw half of each split (2 batches of 35 here): the metrics cover all 140.
+    # Each rank saw half of each split (2 batches of at most 36): the metrics cover all 141.
     for stage in ("val", "test"):
-        assert sum(map(sum, metrics[f"{stage}/confusion_matrix"])) == 140
+        assert sum(map(sum, metrics[f"{stage}/confusion_matrix"])) == 141
+    assert "DistributedSampler" not in result.stdout + result.stderr
     rank1 = (run_dir / "train_ddp_process_1.log").read_text()
     assert "rank 1 (rank 0 writes the run folder)" in rank1
     for stage in ("val", "test", "test_text_only", "test_image_only"):

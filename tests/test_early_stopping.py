@@ -30,7 +30,7 @@ class ScheduledPredictions(L.LightningModule):
         self.history = []
 
     def on_train_epoch_end(self):
-        self.history.append({"epoch": self.current_epoch})
+        self.history.append({"epoch": self.current_epoch + 1})  # as emoclip's module
 
     def training_step(self, batch, batch_idx):
         return (self.weight**2).sum()
@@ -83,7 +83,7 @@ def test_one_class_epochs_do_not_use_up_the_patience():
     epochs, history = epochs_run(EarlyStopping(**settings))
     assert epochs == 12
     assert [row for row in history if "stopped_early" in row] == [
-        {"epoch": 11, "stopped_early": True}
+        {"epoch": 12, "stopped_early": True}
     ]
 
 
@@ -105,6 +105,7 @@ def test_a_small_validation_split_is_named_with_the_options(tmp_path):
         "data.num_folds=",
     ):
         assert option in message
+    assert max(len(line) for line in message.splitlines()) < 120  # no 500-character line
     assert small_validation_warning(cfg, val_size=70, num_classes=7) is None
 
 

@@ -112,7 +112,7 @@ def test_run_killed_mid_epoch_resumes_from_its_last_checkpoint(tmp_path):
     assert logged_epochs(resumed) == [1]  # continued, not started over
     final = load_checkpoint_file(resumed / "checkpoints" / "last.ckpt")
     assert final["global_step"] == 2 * BATCHES_PER_EPOCH
-    assert [row["epoch"] for row in final["emoclip"]["history"]] == [0, 1]
+    assert [row["epoch"] for row in final["emoclip"]["history"]] == [1, 2]
 
 
 @pytest.mark.slow
@@ -161,7 +161,7 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
     with pytest.raises(SystemExit) as stop:
         run_reporting_errors(lambda: train(cfg))
     message = str(stop.value)
-    assert message.startswith("emoclip: the training loss became nan at epoch 1, batch 0")
+    assert message.startswith("emoclip: the training loss became nan at epoch 2, batch 1")
     assert f"The last good checkpoint is {last}" in message
     saved = load_checkpoint_file(last)
     assert saved["epoch"] == 0
@@ -177,7 +177,7 @@ def test_any_nonfinite_loss_stops_training(loss):
     trainer = SimpleNamespace(checkpoint_callbacks=[], current_epoch=4, global_step=40)
     callback = StopOnDivergence()
     callback.on_train_batch_end(trainer, SEVEN_CLASSES, {"loss": torch.tensor(2.5)}, None, 0)
-    with pytest.raises(TrainingError, match=rf"became {loss} at epoch 4, batch 3.*No checkpoint"):
+    with pytest.raises(TrainingError, match=rf"became {loss} at epoch 5, batch 4.*No checkpoint"):
         callback.on_train_batch_end(trainer, SEVEN_CLASSES, {"loss": torch.tensor(loss)}, None, 3)
 
 
@@ -193,7 +193,7 @@ def test_a_loss_far_above_where_training_started_stops_training():
     try:
         callback.on_train_batch_end(trainer, SEVEN_CLASSES, {"loss": torch.tensor(3.7e33)}, None, 5)
     except TrainingError as stop:
-        assert stop.where == {"epoch": 2, "batch": 5, "global_step": 17}
+        assert stop.where == {"epoch": 3, "batch": 6, "global_step": 17}  # counted from 1
 
 
 def test_ctrl_c_outside_training_is_a_one_line_exit():

@@ -6,9 +6,9 @@ import pytest
 from emoclip.plots import _epoch_axis, _epoch_of, plot_curves, plot_overlaid_curves
 
 HISTORY = [
-    {"epoch": 0, "val/loss": 1.5, "val/acc": 0.4, "train/acc": 0.3},
-    {"epoch": 1, "val/loss": 1.2, "val/acc": 0.6, "train/acc": 0.5},
-    {"epoch": 2, "val/loss": 1.3, "val/acc": 0.55, "train/acc": 0.7, "stopped_early": True},
+    {"epoch": 1, "val/loss": 1.5, "val/acc": 0.4, "train/acc": 0.3},
+    {"epoch": 2, "val/loss": 1.2, "val/acc": 0.6, "train/acc": 0.5},
+    {"epoch": 3, "val/loss": 1.3, "val/acc": 0.55, "train/acc": 0.7, "stopped_early": True},
 ]
 
 
@@ -40,3 +40,29 @@ def test_curve_figures_are_written(tmp_path):
     plot_overlaid_curves(curves, ["val/acc"], tmp_path / "overlaid.png")
     for name in ("curves.png", "one.png", "overlaid.png"):
         assert (tmp_path / name).stat().st_size > 10_000
+
+
+def fused_results(**majority):
+    scores = {"test": (0.8, 0.7), "test_text_only": (0.6, 0.5), "test_image_only": (0.5, 0.4)}
+    return {
+        scope: {f"{scope}/acc": acc, f"{scope}/f1_macro": f1, f"{scope}/loss": 1.0}
+        for scope, (acc, f1) in scores.items()
+    } | ({"test_majority": majority} if majority else {})
+
+
+def test_a_fusion_run_folder_plots_the_fused_model_beside_its_ablations(tmp_path):
+    from emoclip.plots import plot_ablations
+    from emoclip.run_folder import flat_metrics, write_results
+
+    write_results(tmp_path / "run", ["a", "b"], fused_results())
+    assert (tmp_path / "run" / "plots" / "ablations.png").is_file()
+    labels = plot_ablations(flat_metrics(["a"], fused_results()), tmp_path / "a.png")
+    assert labels == ["accuracy", "macro-F1"]  # no majority floor without its keys
+    floor = {"test_majority/acc": 0.4, "test_majority/f1_macro": 0.2}
+    labels = plot_ablations(flat_metrics(["a"], fused_results(**floor)), tmp_path / "b.png")
+    assert (
+        "majority class, macro-F1: 0.200" in labels and "majority class, accuracy: 0.400" in labels
+    )
+    # A one-modality study has no ablations: no plot.
+    write_results(tmp_path / "text", ["a", "b"], {"test": fused_results()["test"]})
+    assert not (tmp_path / "text" / "plots" / "ablations.png").exists()

@@ -660,6 +660,33 @@ def test_manifest_bad_rows(tmp_path: Path, content: str, expected: str) -> None:
         read_manifest(write(tmp_path / "m.csv", content))
 
 
+def test_manifest_columns_named_by_keys(tmp_path: Path) -> None:
+    from hydra.utils import instantiate
+
+    from tests.conftest import compose_train
+
+    png(tmp_path / "a.png")
+    path = write(tmp_path / "m.csv", "img_path,caption,emotion\na.png,a smile,happy\n,so sad,sad\n")
+    named = ["image=img_path", "text=caption", "label=emotion"]
+    cfg = compose_train(
+        ["data=manifest", f"data.root={path}", *(f"data.dataset.columns.{n}" for n in named)],
+        tmp_path / "run",
+    )
+    source = instantiate(cfg.data.dataset)
+    records = labelled(source.read(absolute(path), TextDecoder()))
+    assert [(r.image, r.text, r.label) for r in records] == [
+        (tmp_path / "a.png", "a smile", "happiness"),
+        (None, "so sad", "sadness"),
+    ]
+    # The defaults' names are not read any more: a table without the named column says so.
+    with pytest.raises(DataError, match=r"expected a column 'img_path' and/or 'caption'"):
+        source.read(
+            absolute(write(tmp_path / "n.csv", "image,emotion\na.png,joy\n")), TextDecoder()
+        )
+    with pytest.raises(ConfigError, match=r"data.dataset.columns.picture: not a column"):
+        Manifest(columns={"picture": "img"})
+
+
 # ---------------------------------------------------------------- any input
 
 

@@ -45,6 +45,7 @@ NOT_RUN = [
         "needs pretrained weights (the `pretrained` extra, the hub, or an open_clip file)",
     ),
     (r"ckpt_path=outputs/\.\.\./", "a placeholder for the user's own run folder"),
+    (r"data\.root=mine\.csv", "a placeholder for the user's own manifest"),
     (r"trainer=gpu|device=cuda|trainer\.devices=4", "needs a GPU"),
     (r"trainer=ddp", "DDP starts processes by running the command again; tests/test_ddp.py"),
     (r"hydra/launcher=slurm", "needs SLURM"),
@@ -197,3 +198,110 @@ def test_the_readme_has_commands_and_rules_that_match():
     assert any(c.startswith("make train") for c in COMMANDS)
     for pattern, _ in NOT_RUN:
         assert any(re.search(pattern, c) for c in COMMANDS), f"no README command needs {pattern}"
+
+
+# ---------------------------------------------------------------- "When things go wrong"
+
+
+def table_messages() -> list[str]:
+    """The messages the "When things go wrong" table quotes in its "what emoclip does" column:
+    backticked text with a space in it (not a key, a path or a JSON field)."""
+    text = README.read_text()
+    section = text[text.index("## When things go wrong") :]
+    section = section[: section.index("\n## ", 1)]
+    quoted = []
+    for line in section.splitlines():
+        cells = re.split(r"(?<!\\)\|", line)
+        if len(cells) < 4 or line.startswith(("| ---", "| what")):
+            continue
+        for message in re.findall(r"`([^`]+)`", cells[2]):
+            if " " in message and not message.startswith('"'):
+                quoted.append(message.replace("\\|", "|"))
+    return quoted
+
+
+def _raised(make: Callable[[], object]) -> str:
+    from hydra.errors import HydraException
+
+    from emoclip.errors import EmoclipError
+
+    try:
+        make()
+    except (EmoclipError, HydraException) as err:
+        return str(err)
+    raise AssertionError("no error")
+
+
+def _composed(overrides: list[str]) -> str:
+    return _raised(lambda: compose_train(overrides, Path("unused")))
+
+
+def _checked(check_name: str, overrides: list[str], config_name: str = "train") -> str:
+    from emoclip import config_checks
+    from tests.test_config_checks import hydra_job
+
+    def run():
+        with hydra_job(overrides, config_name) as cfg:
+            if check_name == "unread_added_keys":
+                config_checks.check_target_parameters(cfg, config_checks.unread_added_keys(cfg))
+            else:
+                getattr(config_checks, check_name)(cfg)
+
+    return _raised(run)
+
+
+def _not_a_checkpoint(tmp_path: Path) -> str:
+    from emoclip.restore import load_checkpoint
+
+    (tmp_path / "random.ckpt").write_bytes(os.urandom(256))
+    return _raised(lambda: load_checkpoint(tmp_path / "random.ckpt"))
+
+
+def _missing_model_folder(tmp_path: Path) -> str:
+    from emoclip.study import build_study
+
+    cfg = compose_train(
+        ["model/backbone=clip_vit_b32", "model.backbone.name_or_path=/models/clip"], tmp_path
+    )
+    return _raised(lambda: build_study(cfg))
+
+
+def _no_gpu(tmp_path: Path) -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: the message cannot happen")
+    return _checked("check_gpu_available", ["trainer=gpu"])
+
+
+def _no_checkpoint_file(tmp_path: Path) -> str:
+    from emoclip.cli import checkpoint_to_read
+
+    return _raised(lambda: checkpoint_to_read(str(tmp_path / "gone.ckpt")))
+
+
+# Each quoted message, and how to make it happen (what the command does at that point).
+TABLE_CASES = {
+    "Could not override 'model.lr'": lambda tmp: _composed(["model.lr=1"]),
+    "Could not find 'model/lstm'": lambda tmp: _composed(["model=lstm"]),
+    "data.dataset.text_column is read by data=text_table, not by data=synthetic": lambda tmp: (
+        _checked("unread_added_keys", ["+data.dataset.text_column=post"])
+    ),
+    "data.batch_size=abc: expected a whole number, got text": lambda tmp: _checked(
+        "check_value_types", ["data.batch_size=abc"]
+    ),
+    "trainer.accelerator=gpu asks for a CUDA GPU and this machine has none that torch can use: "
+    "run on the CPU with trainer=cpu": _no_gpu,
+    "/models/clip: no such folder; expected a local model folder": _missing_model_folder,
+    "is not a checkpoint": _not_a_checkpoint,
+    "no such file; expected a .ckpt file or a run folder of emoclip-train": _no_checkpoint_file,
+}
+
+
+def test_the_table_quotes_only_messages_with_a_case_here():
+    assert sorted(table_messages()) == sorted(TABLE_CASES)
+
+
+@pytest.mark.parametrize("message", list(TABLE_CASES), ids=[m[:40] for m in TABLE_CASES])
+def test_each_message_the_table_quotes_is_printed(message, tmp_path):
+    assert message in TABLE_CASES[message](tmp_path)

@@ -71,7 +71,7 @@ def test_killed_run_resumed_from_last_ends_like_a_straight_run(paired_study, tmp
     assert resumed.pop("checkpoint")["epoch"] == straight.pop("checkpoint")["epoch"]
     assert resumed == straight
     histories = [checkpoint_history(d) for d in (tmp_path / "straight", killed)]
-    assert [row["epoch"] for row in histories[1]] == [0, 1, 2]
+    assert [row["epoch"] for row in histories[1]] == [1, 2, 3]
     assert histories[0] == histories[1]
     val_curves = [val_rows(d) for d in (tmp_path / "straight", killed)]
     assert len(val_curves[1]) == 3 + 1  # each epoch, and the best checkpoint validated again

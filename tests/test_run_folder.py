@@ -148,12 +148,12 @@ def test_a_run_resumed_before_its_first_last_ckpt_leaves_no_v1_files(tmp_path):
     assert metrics["status"] == "finished" and metrics["fast_dev_run"] is False
     assert metrics["checkpoint"] == {
         "file": "checkpoints/best.ckpt",
-        "epoch": saved["epoch"],
+        "epoch": saved["epoch"] + 1,  # counted from 1
         "global_step": saved["global_step"],
         "sha256": file_sha256(best),
     }
     assert json.loads((run_dir / "metrics.json").read_text()) == metrics
-    assert [row["epoch"] for row in saved["emoclip"]["history"]][0] == 0  # one run, continued
+    assert [row["epoch"] for row in saved["emoclip"]["history"]][0] == 1  # one run, continued
 
 
 def test_eval_says_when_a_run_folders_metrics_describe_another_checkpoint(tmp_path, capsys):
@@ -178,7 +178,7 @@ def test_eval_says_when_a_run_folders_metrics_describe_another_checkpoint(tmp_pa
     assert (
         f"note: {run_dir / 'metrics.json'} describes checkpoints/best.ckpt at epoch "
         f"{recorded['epoch']} (sha256 {recorded['sha256'][:12]}), not this file "
-        f"(checkpoints/best.ckpt at epoch {other['epoch']}, sha256 {file_sha256(best)[:12]})"
+        f"(checkpoints/best.ckpt at epoch {other['epoch'] + 1}, sha256 {file_sha256(best)[:12]})"
     ) in note
 
 

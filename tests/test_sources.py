@@ -399,3 +399,15 @@ def test_dropped_classes_are_counted_in_the_split_notes(ckplus_root):
     assert set(ids["protocol"]["dropped"]["train"]) == {"contempt", "sadness", "surprise"}
     assert ids["protocol"]["classes"] == ["anger", "happiness"]
     assert Counter(r.label for r in dm.records["test"]).keys() == {"anger", "happiness"}
+
+
+def test_a_dair_folder_without_its_files_says_what_it_expects_once(tmp_path):
+    (tmp_path / "train.txt").write_text("so glad;joy\n")
+    with pytest.raises(DataError) as refusal:
+        DairEmotion().read(tmp_path, TextDecoder())
+    message = str(refusal.value)
+    assert "has no file for the train, val, test split(s)" in message
+    assert "; expected either the text form ROOT/train.txt" in message
+    assert "expected expected" not in message
+    with pytest.raises(DataError, match=r"does not exist; expected either the text form"):
+        DairEmotion().read(tmp_path / "absent", TextDecoder())

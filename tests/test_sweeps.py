@@ -156,7 +156,10 @@ def test_interrupted_sweep_relaunched_skips_finished_jobs_and_resumes_the_rest(t
     assert (sweep / "0" / "metrics.json").stat().st_mtime_ns == finished_at
     assert metrics(sweep / "0") == finished
     log = (sweep / "1" / "train.log").read_text()
-    assert f"continuing from {sweep / '1' / 'checkpoints' / 'last.ckpt'} (after epoch 0)" in log
+    assert (
+        f"continuing from {sweep / '1' / 'checkpoints' / 'last.ckpt'} (after epoch 1; global step"
+        in log
+    )
     assert "holds a finished run" in (sweep / "0" / "train.log").read_text()
     resumed = metrics(sweep / "1")
     assert [row["state"] for row in trials(sweep)] == ["finished", "finished"]

@@ -142,6 +142,9 @@ def test_unimodal_heads_give_per_modality_logits_and_add_to_the_training_loss():
     main = module.loss_fn(net(b), b["labels"])
     aux = torch.stack([module.loss_fn(u, b["labels"]) for u in net(b, True)[1].values()]).mean()
     torch.testing.assert_close(with_aux, main + 0.5 * aux)
+    # train/loss counts the fused prediction's loss only, as val/loss does: the curves compare.
+    train_loss = module.scores["train_"].compute_and_reset("train")[0]["train/loss"]
+    torch.testing.assert_close(train_loss, main.detach())
     assert plain.network.unimodal_heads is not None and len(plain.network.unimodal_heads) == 0
     with pytest.raises(ConfigError, match="unimodal_loss_weight"):
         clip_fusion(unimodal_loss_weight=-1)

@@ -18,6 +18,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
@@ -26,6 +27,13 @@ from emoclip.data.images import augment, normalization_stats, normalize
 from emoclip.data.labels import LabelSpace
 from emoclip.data.length_batches import LengthBucketSampler
 from emoclip.data.records import SPLITS, Record
+from emoclip.data.resumable import (
+    ResumableLoader,
+    ResumableSampler,
+    ShuffleSampler,
+    lightning_batches_done,
+    world_size,
+)
 from emoclip.data.shards import ShardStream
 from emoclip.data.sources.base import MODALITIES, Source
 from emoclip.data.splits import (
@@ -55,6 +63,16 @@ MODALITY_KEYS = {
     "text": ("input_ids", "attention_mask", "text_features"),
     "image": ("pixels", "pixel_values", "image_features"),
 }
+
+
+def shown_root(root) -> str:
+    """Where a source reads, for a log line: a path, `image: <path>, text: <path>` for a pair,
+    or `no files` (a generated set)."""
+    if root is None:
+        return "no files (generated)"
+    if isinstance(root, Mapping):
+        return ", ".join(f"{part}: {shown_root(where)}" for part, where in root.items())
+    return str(root)
 
 
 class EncodedSplit(Dataset):
@@ -330,7 +348,7 @@ class EmotionDataModule(L.LightningDataModule):
         log.info(
             "%s: %s, label space %s, classes %s, %s",
             self.name,
-            self.root,
+            shown_root(self.root),
             self.label_space.name,
             ", ".join(self.classes),
             ", ".join(f"{split} {len(rs)}" for split, rs in self.records.items()),
@@ -525,22 +543,34 @@ class EmotionDataModule(L.LightningDataModule):
             # Seeded by the run's seed (seed_everything's), the same when a run resumes.
             sampler = LengthBucketSampler(lengths, size, shuffle, torch.initial_seed() % 2**31)
             shuffle = False
-        sampler, shuffle = shard_for_rank(dataset, sampler, shuffle)
         workers = self._workers()
         if workers:
             # Workers are forked: objects the collector never visits again are not copied
             # into each worker when it runs (records, tokenizer, model).
             gc.freeze()
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size if split == "train" else self.eval_batch_size,
-            shuffle=shuffle,
-            sampler=sampler,
-            num_workers=workers,
-            persistent_workers=workers > 0,
-            pin_memory=self._pin_memory(),
-            collate_fn=self.collate(),
-        )
+        options = {
+            "batch_size": self.batch_size if split == "train" else self.eval_batch_size,
+            "num_workers": workers,
+            "persistent_workers": workers > 0,
+            "pin_memory": self._pin_memory(),
+            "collate_fn": self.collate(),
+        }
+        if split == "train":  # a Ctrl-C'd run continues mid-epoch exactly
+            sampler, _ = shard_for_rank(dataset, sampler, True)
+            sampler = ResumableSampler(sampler or ShuffleSampler(len(dataset)))
+            return ResumableLoader(
+                dataset, sampler=sampler, batches_done=self._batches_done, **options
+            )
+        if sampler is None and world_size() > 1:
+            # Under DDP each rank scores its share once: a DistributedSampler would repeat
+            # examples to even out the ranks, and the gathered metrics count them twice.
+            sampler = UnrepeatedDistributedSampler(dataset, shuffle=False)
+        else:
+            sampler, shuffle = shard_for_rank(dataset, sampler, shuffle)
+        return DataLoader(dataset, shuffle=shuffle, sampler=sampler, **options)
+
+    def _batches_done(self) -> int:
+        return lightning_batches_done(self.trainer)
 
     def _workers(self) -> int:
         """data.num_workers, or when unset (null): up to 4 worker processes, one core left to

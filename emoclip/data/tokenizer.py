@@ -23,6 +23,7 @@ from transformers import AutoTokenizer, CLIPTokenizer, PreTrainedTokenizerFast
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
 from emoclip.errors import BackboneLoadError
+from emoclip.offline import check_model_folder
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +181,7 @@ VOCABULARY_FILES = (
 def load_pretrained_tokenizer(name_or_path: str, max_length: int | None = None):
     """The tokenizer saved with a model: a hub id or a local folder, the same call. Texts are
     cut at `max_length` tokens (None: the tokenizer's own limit)."""
+    check_model_folder(name_or_path, "model.tokenizer.name_or_path")
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path)
     except (OSError, ValueError) as err:

@@ -23,6 +23,7 @@ from emoclip.errors import BackboneLoadError, ConfigError
 from emoclip.models.base import Features
 from emoclip.models.hf_loading import quiet_transformers
 from emoclip.models.task import TaskSpec
+from emoclip.offline import check_model_folder
 
 HALVES = {"text": CLIPTextModelWithProjection, "image": CLIPVisionModelWithProjection}
 
@@ -54,6 +55,7 @@ def _clip_config(
     name_or_path: str | None, config: Mapping | None, image_size: int, task: TaskSpec
 ) -> CLIPConfig:
     if name_or_path:
+        check_model_folder(name_or_path, "model.backbone.name_or_path")
         try:
             clip_config = CLIPConfig.from_pretrained(name_or_path)
         except (OSError, ValueError) as err:

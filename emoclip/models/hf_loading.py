@@ -12,6 +12,7 @@ from transformers.image_processing_utils import ImageProcessingMixin
 from transformers.utils import logging as hf_logging
 
 from emoclip.errors import BackboneLoadError
+from emoclip.offline import check_model_folder
 
 GUIDANCE = (
     "emoclip never falls back to random weights. To supply them: download {name!r} into the "
@@ -34,6 +35,7 @@ def quiet_transformers() -> Iterator[None]:
 
 
 def load_config(name_or_path: str, key: str) -> PretrainedConfig:
+    check_model_folder(name_or_path, key)
     try:
         return AutoConfig.from_pretrained(name_or_path)
     except (OSError, ValueError) as err:

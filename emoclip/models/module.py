@@ -8,14 +8,12 @@ Metrics are torchmetrics, computed over each whole epoch and logged as `{stage}/
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
 
 import lightning as L
-import numpy as np
 import torch
 from torch import nn
-from torchmetrics import MeanMetric, MetricCollection
+from torchmetrics import MeanMetric, Metric, MetricCollection
 from torchmetrics.classification import (
     MulticlassAccuracy,
     MulticlassConfusionMatrix,
@@ -23,6 +21,7 @@ from torchmetrics.classification import (
 )
 
 from emoclip.data.datamodule import MODALITY_KEYS
+from emoclip.data.resumable import lightning_batches_done, rng_states, set_rng_states
 from emoclip.models.base import Network
 from emoclip.models.legacy import refuse_resuming, upgrade_state_dict
 
@@ -106,6 +105,7 @@ class EmotionClassifier(L.LightningModule):
         self.scores = nn.ModuleDict({f"{s}_": Scores(self.classes) for s in scopes})
         self.extra_checkpoint_state = extra_checkpoint_state or {}
         self.history: list[dict] = []  # one row per finished training epoch, for the curves
+        self._train_scores_before_batch: dict | None = None
         self.results: dict[str, dict] = {}  # the last computed epoch of each stage
 
     def forward(self, batch: dict) -> torch.Tensor:
@@ -118,12 +118,16 @@ class EmotionClassifier(L.LightningModule):
             logits, unimodal = self.network(batch, with_unimodal=True)
             loss = self.loss_fn(logits.float(), labels)
             auxiliary = torch.stack([self.loss_fn(u.float(), labels) for u in unimodal.values()])
-            loss = loss + unimodal_weight * auxiliary.mean()
+            trained_on = loss + unimodal_weight * auxiliary.mean()
         else:
             logits = self(batch)
-            loss = self.loss_fn(logits.float(), labels)
+            loss = trained_on = self.loss_fn(logits.float(), labels)
+        if scope == "train":  # for a checkpoint saved before this batch's step is taken
+            self._train_scores_before_batch = metric_states(self.scores["train_"], copy=True)
+        # train/loss is the fused prediction's loss, as val/loss is: the auxiliary per-modality
+        # losses are trained on but not counted in it, so the two curves compare.
         self.scores[f"{scope}_"].update(logits, labels, loss)
-        return loss
+        return trained_on
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")
@@ -153,7 +157,7 @@ class EmotionClassifier(L.LightningModule):
     def on_train_epoch_end(self) -> None:
         self._end_epoch("train")
         # Lightning runs validation before this hook, so this epoch's val results are ready.
-        row = {"epoch": self.current_epoch}
+        row = {"epoch": self.current_epoch + 1}  # counted from 1, as the user reads it
         for stage in ("train", "val"):
             row.update(
                 {k: v for k, v in self.results.get(stage, {}).items() if not isinstance(v, list)}
@@ -196,9 +200,30 @@ class EmotionClassifier(L.LightningModule):
         checkpoint["emoclip"] = {
             "classes": list(self.classes),
             "history": self.history,
+            "history_epochs_from": 1,
+            # The random states at an epoch's end; mid-epoch, the training loader's state
+            # (emoclip.data.resumable) holds those as the next batch started.
             "rng_states": rng_states(),
+            # The training epoch's metrics so far: an epoch resumed mid-way counts every batch.
+            "train_scores": self._train_scores_to_resume(),
             **self.extra_checkpoint_state,
         }
+
+    def _train_scores_to_resume(self) -> dict:
+        """The training epoch's scores over the batches a resumed run will not train on again:
+        without the batch in progress if it is to be trained on again (stopped within it)."""
+        now = metric_states(self.scores["train_"])
+        before = self._train_scores_before_batch
+        if self._trainer is None or before is None:
+            return now
+        updates = now["loss"]["_update_count"]
+        if (
+            updates
+            == before["loss"]["_update_count"] + 1
+            == lightning_batches_done(self.trainer) + 1
+        ):
+            return before
+        return now
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         # Lightning loads the state dict after this hook: a checkpoint of an earlier layout
@@ -208,28 +233,43 @@ class EmotionClassifier(L.LightningModule):
         checkpoint["state_dict"] = upgrade_state_dict(checkpoint["state_dict"])
         state = checkpoint.get("emoclip", {})
         self.history = list(state.get("history", []))
+        if "history_epochs_from" not in state:  # a checkpoint that counted epochs from 0
+            self.history = [{**row, "epoch": row["epoch"] + 1} for row in self.history]
         if "rng_states" in state:
             set_rng_states(state["rng_states"])
+        if "train_scores" in state:
+            load_metric_states(self.scores["train_"], state["train_scores"])
 
 
-# A resumed run draws the same shuffles, dropout masks and augmentations as one that ran
-# through: the random generators continue from where the checkpoint left them. Plain types only,
-# so checkpoints stay loadable with torch.load(weights_only=True).
-def rng_states() -> dict:
-    numpy_state = np.random.get_state(legacy=False)  # noqa: NPY002 (the global one, seeded)
-    numpy_state["state"]["key"] = numpy_state["state"]["key"].tolist()
-    states = {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        states["cuda"] = torch.cuda.get_rng_state_all()
+def metric_states(scores: nn.Module, copy: bool = False) -> dict:
+    """What each torchmetrics metric in `scores` has accumulated (its states, by name)."""
+    states = {}
+    for name, metric in scores.named_modules():
+        if isinstance(metric, Metric) and not isinstance(metric, MetricCollection):
+            state = dict(metric.metric_state)
+            if copy:
+                state = {k: _cloned(v) for k, v in state.items()}
+            states[name] = {**state, "_update_count": metric._update_count}
     return states
 
 
-def set_rng_states(states: dict) -> None:
-    random.setstate(states["python"])
-    numpy_state = {**states["numpy"], "state": dict(states["numpy"]["state"])}
-    numpy_state["state"]["key"] = np.asarray(numpy_state["state"]["key"], dtype=np.uint32)
-    np.random.set_state(numpy_state)  # noqa: NPY002
-    torch.set_rng_state(states["torch"])
-    cuda = states.get("cuda")
-    if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(cuda)
+def _cloned(value):
+    if torch.is_tensor(value):
+        return value.detach().clone()
+    return [v.detach().clone() for v in value] if isinstance(value, list) else value
+
+
+def load_metric_states(scores: nn.Module, states: dict) -> None:
+    metrics = dict(scores.named_modules())
+    for name, state in states.items():
+        metric = metrics.get(name)
+        if not isinstance(metric, Metric):
+            continue
+        for key, value in state.items():
+            if key == "_update_count":
+                metric._update_count = int(value)
+            elif key in metric._defaults:
+                if isinstance(value, list):
+                    value = [v.to(metric.device) for v in value]
+                setattr(metric, key, value.to(metric.device) if torch.is_tensor(value) else value)
+        metric._computed = None

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 DAIR_HF_LABELS = ("sadness", "joy", "love", "anger", "fear", "surprise")
 
 LAYOUT = """\
-expected either the text form ROOT/train.txt, ROOT/val.txt, ROOT/test.txt (one "text;label" a
+either the text form ROOT/train.txt, ROOT/val.txt, ROOT/test.txt (one "text;label" a
 line), or the Hugging Face form ROOT/train.*, ROOT/validation.* (or val.*), ROOT/test.* as
 .jsonl, .json (JSON lines), .csv or .parquet with columns "text" and "label" (integer labels
 0..5 = sadness, joy, love, anger, fear, surprise, or label names). A copy of
@@ -45,7 +45,7 @@ class DairEmotion(Source):
 
     def read(self, root: Path, decoder: TextDecoder) -> Splits:
         if not root.is_dir():
-            raise DataError(f"DAIR-AI emotion folder {root} does not exist; {LAYOUT}")
+            raise DataError(f"DAIR-AI emotion folder {root} does not exist; expected {LAYOUT}")
         if all((root / f"{split}.txt").is_file() for split in ("train", "val", "test")):
             return {
                 split: read_text_label_file(root / f"{split}.txt", decoder)

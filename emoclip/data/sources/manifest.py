@@ -4,19 +4,24 @@ data.root is the manifest, a csv, tsv or jsonl file. Image paths are relative to
 may not leave it (no "..", not absolute) unless data.dataset.allow_absolute=true. With a split
 column (train, val / validation / dev, test) its splits are used; without one emoclip splits
 the rows, keeping each `group` (a person, a post) and each set of duplicates in one split.
+The columns are named image, text, label, group, split and id unless data.dataset.columns says
+otherwise (e.g. `data.dataset.columns.image=img_path data.dataset.columns.label=emotion`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from emoclip.data.readers import TextDecoder, cell_str, table_rows
 from emoclip.data.records import SPLITS, Record, Splits
 from emoclip.data.sources.base import Source
 from emoclip.data.sources.text_table import split_name
-from emoclip.errors import DataError
+from emoclip.errors import ConfigError, DataError
 
 MANIFEST_EXTENSIONS = (".csv", ".tsv", ".jsonl")
+# What each column holds, and its name unless data.dataset.columns.<what> names another.
+COLUMNS = ("image", "text", "label", "group", "split", "id")
 
 
 class Manifest(Source):
@@ -28,9 +33,23 @@ class Manifest(Source):
     groups_by = "its group column"
     group_hint = "Add a column 'group' with the subject or source of each example"
 
-    def __init__(self, name: str = "manifest", allow_absolute: bool = False):
+    def __init__(
+        self,
+        name: str = "manifest",
+        allow_absolute: bool = False,
+        columns: Mapping[str, str] | None = None,
+    ):
         super().__init__(name)
         self.allow_absolute = allow_absolute
+        unknown = sorted(set(columns or {}) - set(COLUMNS))
+        if unknown:
+            raise ConfigError(
+                f"data.dataset.columns.{unknown[0]}: not a column a manifest has; expected one "
+                f"of {', '.join(COLUMNS)}"
+            )
+        self.columns = {what: what for what in COLUMNS} | {
+            what: str(name) for what, name in (columns or {}).items() if name is not None
+        }
         self._has_groups = True
 
     def group_description(self) -> str | None:
@@ -42,29 +61,31 @@ class Manifest(Source):
             raise DataError(f"manifest {path}: expected a .csv, .tsv or .jsonl file")
         if not path.is_file():
             raise DataError(f"manifest {path} does not exist; data.root must be {self.location}")
-        rows = list(table_rows(path, ("label",), decoder, what="manifest"))
+        c = self.columns
+        rows = list(table_rows(path, (c["label"],), decoder, what="manifest"))
         if not rows:
             raise DataError(f"manifest {path} has no rows; expected one example a row")
         columns = {name for _, row in rows for name in row}
-        if not columns & {"image", "text"}:
+        if not columns & {c["image"], c["text"]}:
             raise DataError(
-                f"manifest {path}: expected a column 'image' and/or 'text', found columns "
-                f"{', '.join(sorted(columns))}"
+                f"manifest {path}: expected a column {c['image']!r} and/or {c['text']!r}, found "
+                f"columns {', '.join(sorted(columns))} (name yours with data.dataset.columns."
+                "image=... / .text=...)"
             )
-        self._has_groups = "group" in columns
-        has_split = "split" in columns
+        self._has_groups = c["group"] in columns
+        has_split = c["split"] in columns
         records: list[tuple[str | None, Record]] = []
         seen: dict[str, str] = {}
         for number, row in rows:
             where = f"{path}:{number}"
-            image = self._image(cell_str(row, "image", where), path.parent, where)
-            text = cell_str(row, "text", where)
+            image = self._image(cell_str(row, c["image"], where), path.parent, where)
+            text = cell_str(row, c["text"], where)
             if image is None and text is None:
                 raise DataError(f"{where}: expected an image path or a text, found neither")
-            label = cell_str(row, "label", where, allow_int=True)
+            label = cell_str(row, c["label"], where, allow_int=True)
             if label is None:
-                raise DataError(f"{where}: expected a label in column 'label', found none")
-            record_id = cell_str(row, "id", where, allow_int=True) or f"{path.name}:{number}"
+                raise DataError(f"{where}: expected a label in column {c['label']!r}, found none")
+            record_id = cell_str(row, c["id"], where, allow_int=True) or f"{path.name}:{number}"
             if record_id in seen:
                 raise DataError(f"{where}: id {record_id!r} is also used at {seen[record_id]}")
             seen[record_id] = where
@@ -73,10 +94,10 @@ class Manifest(Source):
                 label=label,
                 text=text,
                 image=image,
-                group=cell_str(row, "group", where, allow_int=True),
+                group=cell_str(row, c["group"], where, allow_int=True),
                 origin=where,
             )
-            records.append((split_name(row, "split", where) if has_split else None, record))
+            records.append((split_name(row, c["split"], where) if has_split else None, record))
         if not has_split:
             return [record for _, record in records]
         splits: Splits = {name: [] for name in SPLITS}
