@@ -249,7 +249,7 @@ VALUE_TYPES: dict[str, tuple[str, bool]] = {
     "seed": (INTEGER, False),
     "data.batch_size": (INTEGER, False),
     "data.eval_batch_size": (INTEGER, True),
-    "data.num_workers": (INTEGER, False),
+    "data.num_workers": (INTEGER, True),  # null: chosen from the CPUs and the split size
     "data.fold": (INTEGER, False),
     "data.num_folds": (INTEGER, True),
     "data.split_seed": (INTEGER, False),

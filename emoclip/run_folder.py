@@ -40,6 +40,7 @@ from pathlib import Path
 
 import yaml
 from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from emoclip import __version__
@@ -77,7 +78,7 @@ def _cannot_create(path: Path, err: OSError) -> SystemExit:
     )
 
 
-class CreatableRunFolder:
+class CreatableRunFolder(Callback):
     """Hydra callback (conf/hydra/default.yaml): the run folder is created before Hydra's job
     starts, so a folder that cannot be (a read-only file system) is one line, not a traceback."""
 
