@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Without ARGS: the default study (conf/experiment/demo.yaml); with ARGS: exactly those overrides.
-train: $(STAMP) ## run the default study (fusion of CLIP text + CNN image, synthetic data); ARGS= gives your own overrides
+train: $(STAMP) ## run the default study (about a minute on 2 cores; README "Set-up"); ARGS= gives your own overrides
 	$(BIN)/emoclip-train $(or $(ARGS),experiment=demo)
 
 # One worker per CPU core (pytest-xdist). --dist loadgroup: the tests of a file that share a
