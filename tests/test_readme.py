@@ -3,7 +3,8 @@
 The commands run in README order, in one scratch folder (later commands use the run folders
 earlier ones name), through the entry points in this process (a fresh process per command
 would spend most of the time importing torch). Each training run is shrunk to a few batches
-of a small synthetic set by overrides appended to it (SHRINK); nothing else is changed. The
+of a small synthetic set by overrides appended to it (SHRINK), a sweep runs its first seed
+only, and emoclip-explain takes 4 integration steps (SHRINK_EXPLAIN); nothing else is changed. The
 commands that cannot run here are in NOT_RUN with the reason, and show as skipped; those among
 them that compose a config are still composed, so a misspelt key fails here too.
 """
