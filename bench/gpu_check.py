@@ -9,7 +9,8 @@
    (where supported) bf16-mixed: finite losses, the GradScaler present exactly under 16-mixed.
 2. throughput: the CLIP fusion at ViT-B/32's geometry (random weights), batch 32, full
    fine-tuning against frozen towers from the feature cache, under the auto precision
-   (bench/throughput.py's worker, one process each, peak GPU memory its own).
+   (bench/throughput.py's worker, one process each, peak GPU memory its own); and full
+   fine-tuning with torch.use_deterministic_algorithms, to see what repeatability costs.
 3. the default study: `emoclip-train experiment=demo trainer=gpu`, its 10 epochs, timed, with
    its test numbers (fused, text only, image only) beside chance.
 
@@ -98,7 +99,9 @@ def check_precisions(quick: bool) -> list[dict]:
 def throughput(precision: str, quick: bool) -> list[tuple[dict, dict]]:
     """ViT-B/32 geometry, batch 32: full fine-tuning and frozen towers (from the cache)."""
     jobs = []
-    for mode in ("full", "frozen"):
+    # "full deterministic": torch.use_deterministic_algorithms (trainer.deterministic=true, as
+    # on CPU) costs what here? trainer=gpu leaves it off until this says it costs little.
+    for mode, extra in (("full", []), ("frozen", []), ("full", ["trainer.deterministic=true"])):
         job = clip_job("vit_b32", mode, epochs=2 if mode == "frozen" else 1)
         job["overrides"] = [
             o
@@ -113,7 +116,9 @@ def throughput(precision: str, quick: bool) -> list[tuple[dict, dict]]:
             "data.dataset.val_size=70",
             "data.dataset.test_size=70",
         ]
-        job.update(name=f"{job['name']} {precision}", batch=32, precision=precision)
+        job["overrides"] += extra
+        label = f"{mode} deterministic" if extra else mode
+        job.update(name=f"{job['name']} {precision}", batch=32, precision=precision, label=label)
         jobs.append(job)
     return [(job, measure("throughput", job, None)) for job in jobs]
 
@@ -170,9 +175,8 @@ def section(device: str, precisions, speeds, demo) -> str:
         "| --- | --- | --- | --- | --- |",
     ]
     for job, r in speeds:
-        mode = job["name"].split()[2]
         lines.append(
-            f"| {mode} | {job['precision']} | {r['examples_per_s']:,.1f} | "
+            f"| {job['label']} | {job['precision']} | {r['examples_per_s']:,.1f} | "
             f"{r['epoch_seconds']:.2f} | {r.get('peak_gpu_mb', 0):,.0f} |"
         )
     lines += [
