@@ -19,16 +19,18 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Without ARGS: the default study (conf/experiment/demo.yaml); with ARGS: exactly those overrides.
-train: $(STAMP) ## run the default study (fusion of CLIP text + CNN image, synthetic data); ARGS= gives your own overrides
+train: $(STAMP) ## run the default study (about a minute on 2 cores; README "Set-up"); ARGS= gives your own overrides
 	$(BIN)/emoclip-train $(or $(ARGS),experiment=demo)
 
-# One worker per CPU core (pytest-xdist); a test file runs whole on one worker, because the
-# README test runs its commands in order and several files share module-scoped trained runs.
-test: $(STAMP) ## run the tests (CPU, a few minutes)
-	$(BIN)/pytest -n auto --dist loadfile $(ARGS)
+# One worker per CPU core (pytest-xdist). --dist loadgroup: the tests of a file that share a
+# module-scoped fixture (trained runs; the README's commands, run in order) stay together on
+# one worker, every other test goes to whichever worker is free (tests/conftest.py).
+# Times: README "Tests" (measured on 2 cores).
+test: $(STAMP) ## run the tests (CPU; see README "Tests" for the time)
+	$(BIN)/pytest -n auto --dist loadgroup $(ARGS)
 
-test-fast: $(STAMP) ## the tests without the slow ones
-	$(BIN)/pytest -n auto --dist loadfile -m "not slow" $(ARGS)
+test-fast: $(STAMP) ## the inner loop: the tests not marked slow (see README "Tests")
+	$(BIN)/pytest -n auto --dist loadgroup -m "not slow" $(ARGS)
 
 lint: $(STAMP) ## ruff lint and format check
 	$(BIN)/ruff check emoclip tests bench

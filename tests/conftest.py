@@ -159,3 +159,60 @@ def save_tiny_vit(folder: Path, image_size: int = 32, mean=(0.4, 0.45, 0.5), std
     )
     processor.save_pretrained(folder)
     return model
+
+
+# --- Scheduling and sharing: what keeps `make test` within its ten minutes -----------------
+
+
+def pytest_itemcollected(item):
+    """With `pytest -n N --dist loadgroup` (make test): the tests of a file that share a
+    module-scoped fixture (a trained run; the workspace the README's commands run in, in
+    order) run together on one worker, in order; every other test is scheduled on its own, so
+    that a heavy file's trainings spread over the workers."""
+    if _uses_module_state(item):
+        item.add_marker(pytest.mark.xdist_group(item.path.stem))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """pytest-xdist (3.8) names a test's group by suffixing `item._nodeid`, which pytest 9 no
+    longer reads (it keeps the id in `item._id`): without this, --dist loadgroup would spread
+    a group's tests over the workers."""
+    if not getattr(config.option, "loadgroup", False):
+        return
+    for item in items:
+        groups = sorted({str(m.args[0]) for m in item.iter_markers("xdist_group") if m.args})
+        if groups and "@" not in item.nodeid and not isinstance(getattr(item, "_id", ""), str):
+            item._id = type(item._id).parse(f"{item.nodeid}@{'_'.join(groups)}")
+
+
+def _uses_module_state(item) -> bool:
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return True  # not a plain test function: keep it with its file
+    return any(
+        str(getattr(definition, "scope", "function")) in ("module", "package", "class")
+        for definitions in info.name2fixturedefs.values()
+        for definition in definitions
+    )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def synthetic_splits_drawn_once():
+    """Each synthetic split drawn once per test process: a draw is a function of the source's
+    settings alone (records are frozen), and drawing the faces was a fifth of a small run."""
+    from emoclip.data.sources.synthetic import SyntheticEmotions
+
+    draw = SyntheticEmotions._split
+    drawn = {}
+
+    def drawn_once(self, split, index):
+        key = (self.classes, self.image_size, self.text_noise, self.seed, self.sizes[split], index)
+        if key not in drawn:
+            drawn[key] = draw(self, split, index)
+        return list(drawn[key])
+
+    patch = pytest.MonkeyPatch()
+    patch.setattr(SyntheticEmotions, "_split", drawn_once)
+    yield
+    patch.undo()

@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 
+import pytest
 from hydra import compose, initialize_config_dir
 
 from emoclip.study import config_dir
@@ -35,6 +36,7 @@ def run_in(cwd, *overrides):
     )
 
 
+@pytest.mark.slow  # starts two or more processes: kept out of make test-fast
 def test_two_process_ddp_writes_one_run_folder_with_synced_metrics(tmp_path):
     result = run_in(
         tmp_path,
@@ -71,6 +73,7 @@ def test_two_process_ddp_writes_one_run_folder_with_synced_metrics(tmp_path):
     assert json.loads((run_dir / "versions.json").read_text())["lightning"]
 
 
+@pytest.mark.slow  # starts two or more processes: kept out of make test-fast
 def test_ddp_in_a_local_multirun_is_refused_clearly(tmp_path):
     result = run_in(tmp_path, "-m", *DDP_ON_CPU, "seed=1,2", "debug=fdr", "hydra.sweep.dir=s")
     assert result.returncode != 0

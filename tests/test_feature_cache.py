@@ -37,12 +37,9 @@ FROZEN = [
 
 
 def set_up(run_dir, cache_dir, *overrides, change_weights=False, change=None):
-    """Build the study and let a one-batch validation run its setup, which fills the cache;
-    `change` edits the built study first."""
-    cfg = compose_train(
-        [*FROZEN, f"paths.cache_dir={cache_dir}", "+trainer.limit_val_batches=1", *overrides],
-        run_dir,
-    )
+    """Build the study and let a validation (the head on cached features: quick) run its
+    setup, which fills the cache; `change` edits the built study first."""
+    cfg = compose_train([*FROZEN, f"paths.cache_dir={cache_dir}", *overrides], run_dir)
     prepare_process(cfg.seed)
     study = build_study(cfg)
     if change_weights:
@@ -291,3 +288,38 @@ def test_a_hugging_face_towers_pooling_is_part_of_the_key(tmp_path):
     assert same.build_seconds == {}
     _, other, _ = set_up(tmp_path / "run3", tmp_path / "cache", *hf, "model.text_tower.pooling=cls")
     assert set(other.build_seconds) == SPLITS
+
+
+@pytest.mark.parametrize(
+    "finetune",
+    [
+        ["model/finetune=frozen"],
+        ["model.network.finetune=full", "model.text_tower.finetune=frozen"],
+    ],
+    ids=["frozen", "text frozen"],
+)
+def test_fast_dev_run_encodes_one_batch_of_each_split_and_caches_nothing(
+    finetune, tmp_path, monkeypatch
+):
+    from emoclip.models.tower_fusion import TowerFusion
+
+    encoded = []  # (modality, rows) of each encoder call
+    encode = TowerFusion.encode
+
+    def counted(self, batch, modality):
+        features = encode(self, batch, modality)
+        encoded.append((modality, len(features)))
+        return features
+
+    monkeypatch.setattr(TowerFusion, "encode", counted)
+    overrides = [*FROZEN, *finetune, "debug=fdr", "data.batch_size=16", "data.eval_batch_size=16"]
+    cfg = compose_train([*overrides, f"paths.cache_dir={tmp_path / 'cache'}"], tmp_path / "run")
+    train(cfg)
+    cached = ("image", "text") if finetune == ["model/finetune=frozen"] else ("text",)
+    # One batch of 16 for each of train, val and test: 48 rows per cached modality, where the
+    # whole data set is 280; the trained image tower of the mixed study runs on its batches.
+    for modality in cached:
+        assert sum(n for m, n in encoded if m == modality) <= 3 * 16, encoded
+    assert not (tmp_path / "cache" / "features").exists() or not any(
+        (tmp_path / "cache" / "features").iterdir()
+    )

@@ -3,7 +3,8 @@
 The commands run in README order, in one scratch folder (later commands use the run folders
 earlier ones name), through the entry points in this process (a fresh process per command
 would spend most of the time importing torch). Each training run is shrunk to a few batches
-of a small synthetic set by overrides appended to it (SHRINK); nothing else is changed. The
+of a small synthetic set by overrides appended to it (SHRINK), a sweep runs its first seed
+only, and emoclip-explain takes 4 integration steps (SHRINK_EXPLAIN); nothing else is changed. The
 commands that cannot run here are in NOT_RUN with the reason, and show as skipped; those among
 them that compose a config are still composed, so a misspelt key fails here too.
 """
@@ -115,9 +116,17 @@ def parse(command: str) -> tuple[dict[str, str], str, list[str]]:
     raise AssertionError(f"the README test does not know how to run {command!r}: add a rule")
 
 
+# Appended to `emoclip-explain`: fewer Integrated Gradients steps (the README's 32: 8x fewer).
+SHRINK_EXPLAIN = ["steps=4"]
+
+
 def shrunk(module: str, args: list[str]) -> list[str]:
+    if module == "emoclip.explain":
+        return [*args, *SHRINK_EXPLAIN]
     if module != "emoclip.train" or "--help" in args:
         return args
+    if "-m" in args:  # a sweep's seeds run the same code: its first seed stands for them
+        args = [re.sub(r"^seed=([^,]+),.*$", r"seed=\1", a) for a in args]
     extra = [a for a in SHRINK if "hparams_search=" in " ".join(args) or "sweeper" not in a]
     own_data = any(a.startswith("data=") and a != "data=synthetic" for a in args)
     if own_data:  # the synthetic set's sizes; the user's data stays as it is

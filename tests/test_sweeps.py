@@ -9,12 +9,19 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import QUIET, SMALL_DATA
+from tests.conftest import QUIET
 from tests.test_entrypoints import run
 from tests.test_run_folder import snapshot
 from tests.test_sources import write_ckplus48
 
-TINY = ["debug=limit", "trainer.max_epochs=1", *SMALL_DATA, *QUIET]
+# debug=limit reads 3 training batches of 32: a set just that large (5 per class in val and
+# test) keeps each job's drawing and evaluation as short as its training.
+SWEEP_DATA = [
+    "data.dataset.train_size=96",
+    "data.dataset.val_size=35",
+    "data.dataset.test_size=35",
+]
+TINY = ["debug=limit", "trainer.max_epochs=1", *SWEEP_DATA, *QUIET]
 
 
 def jobs(sweep_dir: Path) -> dict[int, Path]:
@@ -137,7 +144,7 @@ def test_interrupted_sweep_relaunched_skips_finished_jobs_and_resumes_the_rest(t
         "model=image_cnn",
         "trainer.max_epochs=1,2",
         "debug=limit",
-        *SMALL_DATA,
+        *SWEEP_DATA,
         *QUIET,
         "ckpt_path=last",
         f"hydra.sweep.dir={sweep}",
