@@ -58,7 +58,7 @@ def run_entry(cfg: DictConfig, job: Callable[[], T]) -> T:
     """An entry's task: the console copied to the run folder's train.log, library noise
     silenced, the config checked (before the heavy imports that `job` makes), the hub's
     reachability settled, then the job; emoclip's errors end it as one `emoclip: ...` line."""
-    from emoclip import config_checks, offline
+    from emoclip import config_checks, offline, threads
     from emoclip.console import (
         copy_console_to_job_log,
         route_library_logs_through_hydra,
@@ -71,6 +71,7 @@ def run_entry(cfg: DictConfig, job: Callable[[], T]) -> T:
         pending = config_checks.unread_added_keys(cfg)
         offline.go_offline_if_hub_unreachable(OmegaConf.to_container(cfg, resolve=False))
         route_library_logs_through_hydra()  # the first heavy import
+        threads.configure(cfg)  # before the checks: trainer.threads is no Trainer argument
         config_checks.check_target_parameters(cfg, pending)  # imports the targets
         return job()
 

@@ -33,6 +33,7 @@ from emoclip.data.splits import (
 )
 from emoclip.data.tokenizer import encode_texts
 from emoclip.errors import ConfigError, DataError
+from emoclip.threads import default_workers
 
 log = logging.getLogger(__name__)
 # The batch keys that carry each modality, in every form a batch can take.
@@ -170,7 +171,7 @@ class EmotionDataModule(L.LightningDataModule):
         split_seed: int = 0,
         batch_size: int = 32,
         eval_batch_size: int | None = None,
-        num_workers: int = 0,
+        num_workers: int | None = 0,
         pin_memory: bool | None = None,
         image_size: int | None = None,
         normalization: str | None = "half",
@@ -214,7 +215,7 @@ class EmotionDataModule(L.LightningDataModule):
         self.modalities = tuple(modalities)
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
-        self.num_workers = num_workers
+        self.num_workers = default_workers() if num_workers is None else num_workers
         self.pin_memory = pin_memory
         # Image size and normalisation: these settings, or (null) the model's image tower's,
         # which the study hands over with set_preprocessing.
