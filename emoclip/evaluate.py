@@ -78,6 +78,13 @@ def evaluate(cfg: DictConfig) -> dict:
             extra={**(extra or {}), **floor.assess(study.module.results, records, classes)},
         )
     print(summary(run_dir, metrics), flush=True)
+    if cross := metrics.get("cross_dataset"):
+        part = "every example" if cross["scored"] == "all" else "the test part of its split"
+        print(
+            f"cross-dataset: {cross['test_examples']} examples of data={cross['evaluated_on']} "
+            f"scored ({part}: cross_dataset_split={cross['scored']})",
+            flush=True,
+        )
     warn_if_degenerate(metrics)
     if note:
         log.warning(note)
