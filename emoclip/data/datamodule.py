@@ -282,8 +282,7 @@ class EmotionDataModule(L.LightningDataModule):
                 log.info(
                     "%s/%s: dropped %s (not in data.classes)", self.name, split, dropped[split]
                 )
-            self._check_modalities(kept, split)
-            self.records[split] = kept
+            self.records[split] = self._check_modalities(kept, split)
         self.notes = {
             "source": self.name,
             "label_space": self.label_space.name,
@@ -317,12 +316,27 @@ class EmotionDataModule(L.LightningDataModule):
                 f"({', '.join(self.classes)})"
             )
 
-    def _check_modalities(self, records: list[Record], split: str) -> None:
+    def _check_modalities(self, records: list[Record], split: str) -> list[Record]:
+        """The records that have every modality the study uses; an example without one (an
+        empty text, no image) stops the run naming it, or with data.skip_bad is skipped."""
+        kept = []
         for r in records:
-            if "text" in self.modalities and r.text is None:
-                raise DataError(f"{r.origin or r.id} has no text, but the study uses text")
-            if "image" in self.modalities and r.image is None:
-                raise DataError(f"{r.origin or r.id} has no image, but the study uses images")
+            lacks = [m for m in self.modalities if getattr(r, m) is None]
+            if not lacks:
+                kept.append(r)
+            elif not self.skip_bad:
+                raise DataError(
+                    f"{r.origin or r.id} has no {lacks[0]} (empty or missing), but the study uses "
+                    f"{lacks[0]}s: fix it, or data.skip_bad=true skips such examples"
+                )
+        if len(kept) < len(records):
+            log.warning(
+                "%s/%s: skipped %d examples with an empty text or no image (data.skip_bad=true)",
+                self.name,
+                split,
+                len(records) - len(kept),
+            )
+        return kept
 
     def _warn_small_train(self) -> None:
         # Not an error: batches are not dropped, so each epoch is one smaller batch.
