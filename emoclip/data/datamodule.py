@@ -353,7 +353,7 @@ class EmotionDataModule(L.LightningDataModule):
     def class_weights(self, setting: str | Sequence[float] | None) -> list[float] | None:
         """model.class_weights as one weight per class: balanced is n / (classes x count) over
         the training split, as scikit-learn's class_weight="balanced"."""
-        if setting is None:
+        if setting is None or setting == "none":
             return None
         if setting == "balanced":
             counts = Counter(r.label for r in self.load_records()["train"])
@@ -361,7 +361,7 @@ class EmotionDataModule(L.LightningDataModule):
             return [total / (len(self.classes) * max(counts[c], 1)) for c in self.classes]
         if isinstance(setting, str) or len(setting) != len(self.classes):
             raise ConfigError(
-                f"model.class_weights={setting!r}: expected null, balanced, or one weight per "
+                f"model.class_weights={setting!r}: expected none, balanced, or one weight per "
                 f"class ({', '.join(self.classes)})"
             )
         return [float(w) for w in setting]
