@@ -117,5 +117,8 @@ def warning(metrics: dict) -> str | None:
     what = "the model" if metrics.get("degenerate") else "an ablation of the model"
     return (
         f"WARNING: {what} is degenerate, no better than predicting the majority class "
-        f"({metrics.get('majority_class')}): " + "; ".join(why)
+        f"({metrics.get('majority_class')}): "
+        + "; ".join(why)
+        + ". It is no result: train longer, check the learning rate, or weigh rare classes "
+        "more (model.class_weights=balanced)"
     )
