@@ -107,5 +107,7 @@ def configure(cfg: DictConfig) -> int:
     shown = (
         f"{default_workers(available_cpus()[0])} (from the CPUs)" if workers is None else workers
     )
-    log.info("torch threads: %d, from %s; DataLoader workers: %s", threads, why, shown)
+    # Entries without a trainer (emoclip-predict) print their results on stdout, first.
+    level = logging.INFO if cfg.get("trainer") is not None else logging.DEBUG
+    log.log(level, "torch threads: %d, from %s; DataLoader workers: %s", threads, why, shown)
     return threads
