@@ -110,6 +110,8 @@ def parameter_groups(
     if head:
         groups.insert(0, {"params": head, "name": "head"})
         recipes = {"head": Recipe(), **recipes}
+    if len(groups) == 1:  # one group, unnamed: the learning-rate log keeps its `lr-AdamW` key
+        del groups[0]["name"]
     return groups, recipes
 
 
