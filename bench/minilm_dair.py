@@ -95,7 +95,7 @@ def base_overrides(minilm: Path, datasets: Path) -> list[str]:
         f"model.text_tower.name_or_path={minilm}",
         "name=minilm",
         "data=dair_emotion",
-        f"data.text_root={datasets / 'dair_emotion'}",
+        f"data.root={datasets / 'dair_emotion'}",
         "data.bucket_by_length=true",
         "data.batch_size=32",
         "data.eval_batch_size=128",

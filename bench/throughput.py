@@ -329,7 +329,7 @@ def minilm_jobs(minilm: Path, datasets: Path, quick: bool) -> list[dict]:
     """One job per finetune mode on DAIR emotion's texts (the synthetic set's without it),
     batches of 32 bucketed by length, 32-bit floats."""
     if (datasets / "dair_emotion").is_dir():
-        data = ["data=dair_emotion", f"data.text_root={datasets / 'dair_emotion'}"]
+        data = ["data=dair_emotion", f"data.root={datasets / 'dair_emotion'}"]
     else:
         data = ["data.modalities=[text]"]
     steps = 6 if quick else 40

@@ -122,7 +122,7 @@ def run_entry(cfg: DictConfig, job: Callable[[], T], reads_checkpoint: bool = Fa
     reachability settled, then the job; emoclip's errors end it as one `emoclip: ...` line.
     `reads_checkpoint`: the entry reads the checkpoint ckpt_path names (eval, predict,
     explain), a file or a run folder's best one (checkpoint_to_read)."""
-    from emoclip import config_checks, offline
+    from emoclip import config_checks, offline, threads
     from emoclip.console import (
         copy_console_to_job_log,
         route_library_logs_through_hydra,
@@ -139,6 +139,7 @@ def run_entry(cfg: DictConfig, job: Callable[[], T], reads_checkpoint: bool = Fa
         config_checks.check_gpu_available(cfg)  # imports torch if a GPU is asked for
         offline.go_offline_if_hub_unreachable(OmegaConf.to_container(cfg, resolve=False))
         route_library_logs_through_hydra()  # the first heavy import
+        threads.configure(cfg)  # before the checks: trainer.threads is no Trainer argument
         config_checks.check_target_parameters(cfg, pending)  # imports the targets
         return job()
 

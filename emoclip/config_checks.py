@@ -90,6 +90,10 @@ def unread_added_keys(cfg: DictConfig) -> list[PassedToTarget]:
         group, readers = _options_that_define(config_name, key)
         if readers:
             chosen = HydraConfig.get().runtime.choices.get(group)
+            if chosen in readers:  # the key is there already: a `+` is not needed
+                raise ConfigError(
+                    f"{key} is a key of {group}={chosen} already: set it without +, `{key}={value}`"
+                )
             raise ConfigError(
                 f"{key} is read by {group}={'|'.join(readers)}, not by {group}={chosen}: adding "
                 f"it there would change nothing. Choose one of those options, e.g. "

@@ -23,11 +23,13 @@ log = logging.getLogger(__name__)
 
 
 def evaluate(cfg: DictConfig) -> dict:
+    from emoclip import floor
     from emoclip.checkpoint_io import checkpoint_identity
     from emoclip.cross_dataset import cross_dataset_study
     from emoclip.restore import here, restore_study
     from emoclip.run_folder import RunFolder, checkpoint_disagreement, summary, write_results
     from emoclip.study import build_trainer
+    from emoclip.train import warn_if_degenerate
     from emoclip.trust import Trust
 
     run_dir = Path(cfg.paths.output_dir)
@@ -66,14 +68,23 @@ def evaluate(cfg: DictConfig) -> dict:
         )
         folder.begin(cfg)
         trainer.test(study.module, datamodule=study.datamodule, verbose=False)
+        records, classes = study.datamodule.load_records(), study.datamodule.classes
         metrics = write_results(
             run_dir,
-            study.datamodule.classes,
+            classes,
             study.module.results,
             split_ids=split_ids,
-            extra=extra,
+            extra={**(extra or {}), **floor.assess(study.module.results, records, classes)},
         )
     print(summary(run_dir, metrics), flush=True)
+    if cross := metrics.get("cross_dataset"):
+        part = "every example" if cross["scored"] == "all" else "the test part of its split"
+        print(
+            f"cross-dataset: {cross['test_examples']} examples of data={cross['evaluated_on']} "
+            f"scored ({part}: cross_dataset_split={cross['scored']})",
+            flush=True,
+        )
+    warn_if_degenerate(metrics)
     if note:
         log.warning(note)
         print(note, flush=True)

@@ -346,6 +346,24 @@ def format_mean_std(values: Sequence[float]) -> str:
     return f"{mean:.4f}" if np.isnan(std) else f"{mean:.4f} ± {std:.4f}"
 
 
+def format_margin(runs: Sequence[Run]) -> str:
+    """Test macro-F1 over the majority class's, mean over the runs ("–": not recorded)."""
+    if not all("test_majority/f1_macro" in r.metrics for r in runs):
+        return "–"
+    margins = [r.metrics["test/f1_macro"] - r.metrics["test_majority/f1_macro"] for r in runs]
+    return f"{np.mean(margins):+.4f}"
+
+
+def format_degenerate(runs: Sequence[Run]) -> str:
+    """DEGENERATE with how many runs are, "no", or "–" (runs from before it was recorded)."""
+    if not all("degenerate" in r.metrics for r in runs):
+        return "–"
+    count = sum(bool(r.metrics["degenerate"]) for r in runs)
+    ablations = sum(any((r.metrics.get("degenerate_ablations") or {}).values()) for r in runs)
+    shown = f"DEGENERATE ({count} of {len(runs)})" if count else "no"
+    return shown + (f"; ablation degenerate in {ablations} of {len(runs)}" if ablations else "")
+
+
 def _label(index: int, conf: Configuration, varying: Sequence[str], names: dict[str, str]) -> str:
     """`#index` and what sets the row apart, for the tables and figures after the first."""
     shown = [
@@ -438,7 +456,7 @@ def build_report(
         )
 
     headers = ["row", *(names.get(n, n) for n in varying), "runs", "epochs"]
-    headers += ["test acc", "test macro-F1"]
+    headers += ["test acc", "test macro-F1", "over majority", "degenerate"]
     rows = [
         [
             f"#{i}",
@@ -447,6 +465,8 @@ def build_report(
             format_budget(c.runs),
             format_mean_std(c.values("test/acc")),
             format_mean_std(c.values("test/f1_macro")),
+            format_margin(c.runs),
+            format_degenerate(c.runs),
         ]
         for i, c in enumerate(configurations, start=1)
     ]
@@ -455,7 +475,10 @@ def build_report(
         (
             "p",
             "`epochs`: the epochs trained, of `trainer.max_epochs`, and how many runs early "
-            "stopping ended.",
+            "stopping ended. `over majority`: test macro-F1 minus that of predicting the "
+            "training split's majority class (mean over the runs). `degenerate`: runs whose "
+            "kept checkpoint predicts one class or is within noise of the majority class "
+            "(emoclip/floor.py); such a row is no result.",
         ),
         ("table", headers, rows),
     ]

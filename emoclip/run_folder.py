@@ -197,6 +197,13 @@ def summary(run_dir: Path, metrics: dict) -> str:
                 f"f1_macro {metrics[f'{stage}/f1_macro']:.4f}  "
                 f"loss {metrics[f'{stage}/loss']:.4f}"
             )
+        split = "val" if stage == "val" else "test"
+        if f"{split}_majority/acc" in metrics and stage in ("val", "test"):
+            lines.append(
+                f"{split}_majority ({metrics.get('majority_class')}, of {metrics.get('majority_of')}): "
+                f"acc {metrics[f'{split}_majority/acc']:.4f}  "
+                f"f1_macro {metrics[f'{split}_majority/f1_macro']:.4f}"
+            )
     return "\n".join(lines)
 
 

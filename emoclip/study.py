@@ -23,6 +23,7 @@ from emoclip.models.module import EmotionClassifier
 from emoclip.models.task import TaskSpec
 from emoclip.models.towers.open_clip import default_bpe_vocab
 from emoclip.stored_study import recorded_choices
+from emoclip.threads import take_threads_key
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +179,7 @@ def build_trainer(
     loggers = []
     if with_loggers and cfg.get("logger"):
         loggers = [instantiate(lg) for lg in cfg.logger.values() if lg and "_target_" in lg]
+    take_threads_key(cfg)  # emoclip's (emoclip/threads.py), not a Trainer argument
     precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
     return instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, precision=precision

@@ -64,7 +64,18 @@ def train(cfg: DictConfig) -> dict:
         metrics = fit_and_record(study, trainer, resume, run_dir)
     if trainer.is_global_zero:
         print(summary(run_dir, metrics), flush=True)
+        warn_if_degenerate(metrics)
     return metrics
+
+
+def warn_if_degenerate(metrics: dict) -> None:
+    """The closing WARNING of a run no better than its majority class (emoclip.floor)."""
+    from emoclip.floor import warning
+
+    if metrics.get("fast_dev_run"):
+        return  # one batch per split: no result, and no warning about it
+    if text := warning(metrics):
+        log.warning(text)
 
 
 def check_trainable(cfg: DictConfig) -> None:
@@ -92,7 +103,7 @@ def check_trainable(cfg: DictConfig) -> None:
 
 def fit_and_record(study: Study, trainer: L.Trainer, resume: Resume, run_dir: Path) -> dict:
     """Train, test, and (rank 0) write the run folder's results; return the metrics."""
-    from emoclip import tracking
+    from emoclip import floor, tracking
     from emoclip.checkpoint_io import checkpoint_identity
     from emoclip.run_folder import flat_metrics, summary, write_results
 
@@ -117,6 +128,9 @@ def fit_and_record(study: Study, trainer: L.Trainer, resume: Resume, run_dir: Pa
         described = {
             "checkpoint": checkpoint_identity(best, relative_to=run_dir) if best else None,
             "fast_dev_run": bool(trainer.fast_dev_run),
+            **floor.assess(
+                study.module.results, study.datamodule.load_records(), study.datamodule.classes
+            ),
         }
         metrics = write_results(
             run_dir,

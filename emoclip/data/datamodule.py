@@ -45,18 +45,15 @@ from emoclip.data.splits import (
 )
 from emoclip.data.store import (
     Tokens,
-    available_cpus,
     images_in_memory,
     map_pixels,
     stored_images,
 )
 from emoclip.data.tokenizer import encode_texts
 from emoclip.errors import ConfigError, DataError
+from emoclip.threads import default_workers
 
 log = logging.getLogger(__name__)
-# data.num_workers=null: worker processes for a training split at least this large (smaller
-# ones assemble a batch from memory in microseconds, faster than workers start).
-WORKERS_FROM = 5_000
 TOKENIZE_CHUNK = 10_000  # texts tokenised at a time into the flat token array
 # The batch keys that carry each modality, in every form a batch can take.
 MODALITY_KEYS = {
@@ -336,8 +333,7 @@ class EmotionDataModule(L.LightningDataModule):
                 log.info(
                     "%s/%s: dropped %s (not in data.classes)", self.name, split, dropped[split]
                 )
-            self._check_modalities(kept, split)
-            self.records[split] = kept
+            self.records[split] = self._check_modalities(kept, split)
         self.notes = {
             "source": self.name,
             "label_space": self.label_space.name,
@@ -371,12 +367,27 @@ class EmotionDataModule(L.LightningDataModule):
                 f"({', '.join(self.classes)})"
             )
 
-    def _check_modalities(self, records: list[Record], split: str) -> None:
+    def _check_modalities(self, records: list[Record], split: str) -> list[Record]:
+        """The records that have every modality the study uses; an example without one (an
+        empty text, no image) stops the run naming it, or with data.skip_bad is skipped."""
+        kept = []
         for r in records:
-            if "text" in self.modalities and r.text is None:
-                raise DataError(f"{r.origin or r.id} has no text, but the study uses text")
-            if "image" in self.modalities and r.image is None:
-                raise DataError(f"{r.origin or r.id} has no image, but the study uses images")
+            lacks = [m for m in self.modalities if getattr(r, m) is None]
+            if not lacks:
+                kept.append(r)
+            elif not self.skip_bad:
+                raise DataError(
+                    f"{r.origin or r.id} has no {lacks[0]} (empty or missing), but the study uses "
+                    f"{lacks[0]}s: fix it, or data.skip_bad=true skips such examples"
+                )
+        if len(kept) < len(records):
+            log.warning(
+                "%s/%s: skipped %d examples with an empty text or no image (data.skip_bad=true)",
+                self.name,
+                split,
+                len(records) - len(kept),
+            )
+        return kept
 
     def _warn_small_train(self) -> None:
         # Not an error: batches are not dropped, so each epoch is one smaller batch.
@@ -393,7 +404,7 @@ class EmotionDataModule(L.LightningDataModule):
     def class_weights(self, setting: str | Sequence[float] | None) -> list[float] | None:
         """model.class_weights as one weight per class: balanced is n / (classes x count) over
         the training split, as scikit-learn's class_weight="balanced"."""
-        if setting is None:
+        if setting is None or setting == "none":
             return None
         if setting == "balanced":
             counts = Counter(r.label for r in self.load_records()["train"])
@@ -401,7 +412,7 @@ class EmotionDataModule(L.LightningDataModule):
             return [total / (len(self.classes) * max(counts[c], 1)) for c in self.classes]
         if isinstance(setting, str) or len(setting) != len(self.classes):
             raise ConfigError(
-                f"model.class_weights={setting!r}: expected null, balanced, or one weight per "
+                f"model.class_weights={setting!r}: expected none, balanced, or one weight per "
                 f"class ({', '.join(self.classes)})"
             )
         return [float(w) for w in setting]
@@ -573,13 +584,11 @@ class EmotionDataModule(L.LightningDataModule):
         return lightning_batches_done(self.trainer)
 
     def _workers(self) -> int:
-        """data.num_workers, or when unset (null): up to 4 worker processes, one core left to
-        the training loop, for a training split of WORKERS_FROM examples or more; else none."""
+        """data.num_workers, or when unset (null): emoclip.threads.default_workers for this
+        training split's size."""
         if self.num_workers is not None:
             return self.num_workers
-        if len(self.encoded.get("train", ())) < WORKERS_FROM:
-            return 0
-        return max(0, min(available_cpus() - 1, 4))
+        return default_workers(train_size=len(self.encoded.get("train", ())))
 
     @staticmethod
     def _has_token_ids(dataset: EncodedSplit) -> bool:

@@ -45,19 +45,12 @@ from emoclip.data.images import load_pixels
 from emoclip.data.records import Record
 from emoclip.errors import ConfigError, DataError
 from emoclip.integrity import keyed_digest, same_digest, secret_key
+from emoclip.threads import available_cpus
 
 log = logging.getLogger(__name__)
 FORMAT = 1  # bump when the decoding (emoclip.data.images) or the layout changes
 PARALLEL_FROM = 256  # fewer images decode faster in this process than a pool starts
 HASH_BLOCK = 64 << 20
-
-
-def available_cpus() -> int:
-    """The CPU cores this process may run on (its affinity, e.g. a SLURM or container limit)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 class Tokens:
@@ -233,7 +226,7 @@ def decode_into(
     row_bytes = 3 * size * size
     with open(path, "wb") as f:
         f.truncate(rows * row_bytes)
-    workers = min(available_cpus(), max(1, rows // 64)) if rows >= PARALLEL_FROM else 1
+    workers = min(available_cpus()[0], max(1, rows // 64)) if rows >= PARALLEL_FROM else 1
     start = time.perf_counter()
     log.info("%s: decoding %d images at %d px with %d processes", what, rows, size, workers)
     failed: dict[int, str] = {}

@@ -66,10 +66,18 @@ class Tower(nn.Module, ABC):
     width: int
     token_width: int | None
 
-    def __init__(self, finetune: str | None = None, trainable_layers: int | None = None):
+    def __init__(
+        self,
+        finetune: str | None = None,
+        trainable_layers: int | None = None,
+        optim: Mapping | None = None,
+    ):
         super().__init__()
         self.finetune = finetune
         self.trainable_layers = trainable_layers
+        # How the tower's weights train (learning rate, weight decay, warmup, decay: its
+        # config's `optim`, emoclip/models/recipes.py); None: as the head.
+        self.optim = dict(optim) if optim else None
 
     @abstractmethod
     def forward(self, batch: Mapping[str, torch.Tensor], tokens: bool = False) -> TowerOutput:
@@ -255,6 +263,11 @@ class Network(nn.Module, ABC):
     def backbone_parameters(self) -> list[nn.Parameter]:
         """The pretrained weights that train (they take `model.backbone_lr` when it is set)."""
         return []
+
+    def tower_parameters(self) -> dict[str, tuple[list[nn.Parameter], Mapping | None]]:
+        """The trainable weights of each tower that brings its own training recipe, by name
+        (`text_tower`, `image_tower`), with that recipe; the rest train as the head."""
+        return {}
 
     def token_embedding(self) -> nn.Embedding | None:
         """The text input's embedding layer, for attribution; None for a network without text."""

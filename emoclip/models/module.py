@@ -177,24 +177,17 @@ class EmotionClassifier(L.LightningModule):
                 self._end_epoch(f"test_{name}")
 
     def configure_optimizers(self):
-        trainable = [p for p in self.parameters() if p.requires_grad]
-        if self.backbone_lr is not None:
-            backbone_ids = {id(p) for p in self.network.backbone_parameters()}
-            groups = [
-                {"params": [p for p in trainable if id(p) in backbone_ids], "lr": self.backbone_lr},
-                {"params": [p for p in trainable if id(p) not in backbone_ids]},
-            ]
-            groups = [g for g in groups if g["params"]]  # frozen encoders: no backbone group
-            optimizer = self.optimizer_factory(groups)
-        else:
-            optimizer = self.optimizer_factory(trainable)
-        if self.scheduler_factory is None:
-            return optimizer
-        scheduler = self.scheduler_factory(optimizer)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"},
-        }
+        # The head trains with model.optimizer; each tower with its own recipe (its `optim`).
+        from emoclip.models.recipes import configure
+
+        return configure(
+            list(self.parameters()),
+            self.network,
+            self.optimizer_factory,
+            self.scheduler_factory,
+            self.backbone_lr,
+            self.trainer.estimated_stepping_batches,
+        )
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["emoclip"] = {

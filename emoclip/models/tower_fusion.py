@@ -140,6 +140,14 @@ class TowerFusion(Network):
             if p.requires_grad
         ]
 
+    def tower_parameters(self) -> dict[str, tuple[list[nn.Parameter], Mapping | None]]:
+        groups = {}
+        for m, tower in self.towers.items():
+            params = [p for p in tower.parameters() if p.requires_grad]
+            if params:
+                groups[f"{m}_tower"] = (params, tower.optim)
+        return groups
+
     def token_embedding(self) -> nn.Embedding | None:
         return self.towers["text"].token_embedding() if "text" in self.towers else None
 

@@ -1,7 +1,8 @@
 """`data=text_table`: any text set in csv, tsv, jsonl or parquet, by naming its columns.
 
 data.root is one table, or a folder with one table per split (train.*, val.* / validation.* /
-dev.*, test.*). One table is split by emoclip unless `split_column` names a column of train,
+dev.*, test.*, each name alone or followed by _ or -: dev_sent_emo.csv; or named by `files`,
+e.g. {train: a.csv, dev: b.csv, test: c.csv}). One table is split by emoclip unless `split_column` names a column of train,
 val (validation, dev) and test. Integer labels need `label_names` (the name of label 0, 1, ...).
 `group_column` names a column of ids that must not cross splits (an author, a conversation).
 """
@@ -44,8 +45,10 @@ class TextTable(Source):
         label_names: Sequence[str] | Mapping[int, str] | None = None,
         split_column: str | None = None,
         group_column: str | None = None,
+        files: Mapping[str, str] | None = None,
     ):
         super().__init__(name)
+        self.files = dict(files or {})
         self.text_column, self.label_column = text_column, label_column
         self.label_names = label_names
         self.split_column, self.group_column = split_column, group_column
@@ -67,7 +70,7 @@ class TextTable(Source):
                 )
             return {
                 split: [r for _, r in self.read_table(path, decoder)]
-                for split, path in split_files(root, self.location).items()
+                for split, path in split_files(root, self.location, self.files).items()
             }
         rows = self.read_table(root, decoder)
         if not self.split_column:
@@ -85,11 +88,11 @@ class TextTable(Source):
         for number, row in table_rows(path, required, decoder):
             where = row_origin(path, number)
             text = row[self.text_column]
-            if not isinstance(text, str) or not text.strip():
+            if text is not None and not isinstance(text, str):
                 raise DataError(
-                    f"{where}: expected a non-empty text in column {self.text_column!r}, "
-                    f"found {short(text)}"
+                    f"{where}: expected a text in column {self.text_column!r}, found {short(text)}"
                 )
+            text = text.strip() if text else None  # empty: data.skip_bad decides (datamodule)
             label = label_name(row[self.label_column], self.label_names, self.label_column, where)
             group = (
                 cell_str(row, self.group_column, where, allow_int=True)
@@ -100,7 +103,7 @@ class TextTable(Source):
             record = Record(
                 id=f"{path.name}:{number}",
                 label=label,
-                text=text.strip(),
+                text=text,
                 group=group,
                 origin=where,
             )
@@ -110,21 +113,32 @@ class TextTable(Source):
         return found
 
 
-def split_files(root: Path, expected: str) -> dict[str, Path]:
-    """train/val/test tables in a folder: train.*, val.* (validation.*, dev.*), test.*."""
+def split_files(
+    root: Path, expected: str, named: Mapping[str, str] | None = None
+) -> dict[str, Path]:
+    """train/val/test tables in a folder: train.*, val.* (validation.*, dev.*), test.*, each
+    stem alone or followed by _ or - (dev_sent_emo.csv); or as `named` says (split -> file)."""
+    if named:
+        return named_split_files(root, named)
     stems = {"train": ("train",), "val": ("val", "validation", "dev"), "test": ("test",)}
     found: dict[str, Path] = {}
+    tables = sorted(p for p in root.iterdir() if p.is_file() and p.name.endswith(TABLE_EXTENSIONS))
     for split, names in stems.items():
         candidates = [
-            root / f"{name}{ext}"
-            for name in names
+            path
+            for path in tables
             for ext in TABLE_EXTENSIONS
-            if (root / f"{name}{ext}").is_file()
+            if path.name.endswith(ext)
+            and any(
+                path.name[: -len(ext)] == name or path.name.startswith((f"{name}_", f"{name}-"))
+                for name in names
+            )
         ]
         if len(candidates) > 1:
             raise DataError(
                 f"{root} has several files for the {split} split: "
-                f"{', '.join(p.name for p in candidates)}; keep one"
+                f"{', '.join(p.name for p in candidates)}; keep one, or name the files: "
+                "data.dataset.files='{train: ..., val: ..., test: ...}'"
             )
         if candidates:
             found[split] = candidates[0]
@@ -134,6 +148,26 @@ def split_files(root: Path, expected: str) -> dict[str, Path]:
             f"{root} has no file for the {', '.join(missing)} split(s) (found: {listing(root)}); "
             f"expected {expected}"
         )
+    return found
+
+
+def named_split_files(root: Path, named: Mapping[str, str]) -> dict[str, Path]:
+    """data.dataset.files: a file per split (train, val or validation or dev, test)."""
+    found: dict[str, Path] = {}
+    for key, name in named.items():
+        split = SPLIT_NAMES.get(str(key).lower())
+        if split is None or split in found:
+            raise ConfigError(
+                f"data.dataset.files has key {key!r}; expected one each of train, val (or "
+                "validation, dev) and test"
+            )
+        path = root / str(name)
+        if not path.is_file():
+            raise DataError(f"data.dataset.files.{key}={name}: no such file in {root}")
+        found[split] = path
+    missing = [split for split in SPLITS if split not in found]
+    if missing:
+        raise ConfigError(f"data.dataset.files names no file for {', '.join(missing)}")
     return found
 
 

@@ -42,8 +42,9 @@ class ClipTextTower(_ClipHalf, TextTower):
         tokenizer: Mapping | None = None,  # read by the study (emoclip/data/tokenizer.py)
         finetune: str | None = None,
         trainable_layers: int | None = None,
+        optim: Mapping | None = None,  # the tower's training recipe (emoclip/models/recipes.py)
     ):
-        TextTower.__init__(self, finetune, trainable_layers)
+        TextTower.__init__(self, finetune, trainable_layers, optim)
         self._use(load_clip_half(backbone, "text", task), backbone.get("name_or_path"))
 
     def forward(self, batch: Mapping[str, torch.Tensor], tokens: bool = False) -> TowerOutput:
@@ -68,8 +69,9 @@ class ClipImageTower(_ClipHalf, ImageTower):
         normalization: str | None = None,
         finetune: str | None = None,
         trainable_layers: int | None = None,
+        optim: Mapping | None = None,  # the tower's training recipe (emoclip/models/recipes.py)
     ):
-        ImageTower.__init__(self, finetune, trainable_layers)
+        ImageTower.__init__(self, finetune, trainable_layers, optim)
         self._use(load_clip_half(backbone, "image", task), backbone.get("name_or_path"))
         self._preprocessing = image_preprocessing(
             self.name_or_path, backbone["image_size"], normalization, "model.image_tower"

@@ -39,8 +39,9 @@ class CNNImageTower(ImageTower):
         pooled_grid: int = 3,
         finetune: str | None = None,
         trainable_layers: int | None = None,
+        optim: Mapping | None = None,  # the tower's training recipe (emoclip/models/recipes.py)
     ):
-        super().__init__(finetune, trainable_layers)
+        super().__init__(finetune, trainable_layers, optim)
         widths = [3, *channels]
         self.features = nn.Sequential(
             *[_block(a, b) for a, b in zip(widths, widths[1:], strict=False)]

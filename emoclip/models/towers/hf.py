@@ -77,8 +77,9 @@ class HFTextTower(_HFEncoder, TextTower):
         tokenizer: Mapping | None = None,  # read by the study (emoclip/data/tokenizer.py)
         finetune: str | None = None,
         trainable_layers: int | None = None,
+        optim: Mapping | None = None,  # the tower's training recipe (emoclip/models/recipes.py)
     ):
-        TextTower.__init__(self, finetune, trainable_layers)
+        TextTower.__init__(self, finetune, trainable_layers, optim)
         self._load(name_or_path, pooling, "text", "model.text_tower")
         rows = self.token_embedding().num_embeddings
         if task.vocab_size > rows:
@@ -118,8 +119,9 @@ class HFImageTower(_HFEncoder, ImageTower):
         normalization: str | None = None,
         finetune: str | None = None,
         trainable_layers: int | None = None,
+        optim: Mapping | None = None,  # the tower's training recipe (emoclip/models/recipes.py)
     ):
-        ImageTower.__init__(self, finetune, trainable_layers)
+        ImageTower.__init__(self, finetune, trainable_layers, optim)
         self._load(name_or_path, pooling, "image", "model.image_tower")
         self._preprocessing = image_preprocessing(
             name_or_path, image_size, normalization, "model.image_tower"

@@ -28,8 +28,9 @@ class LSTMTextTower(TextTower):
         tokenizer: Mapping | None = None,  # read by the study (emoclip/data/tokenizer.py)
         finetune: str | None = None,
         trainable_layers: int | None = None,
+        optim: Mapping | None = None,  # the tower's training recipe (emoclip/models/recipes.py)
     ):
-        super().__init__(finetune, trainable_layers)
+        super().__init__(finetune, trainable_layers, optim)
         self.embedding = nn.Embedding(task.vocab_size, embed_dim, padding_idx=task.pad_token_id)
         self.lstm = nn.LSTM(
             embed_dim,

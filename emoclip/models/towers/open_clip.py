@@ -314,8 +314,9 @@ class OpenClipTextTower(ClipTextTower):
         tokenizer: Mapping | None = None,  # read by the study (emoclip/data/tokenizer.py)
         finetune: str | None = None,
         trainable_layers: int | None = None,
+        optim: Mapping | None = None,  # the tower's training recipe (emoclip/models/recipes.py)
     ):
-        TextTower.__init__(self, finetune, trainable_layers)
+        TextTower.__init__(self, finetune, trainable_layers, optim)
         key = "model.text_tower"
         encoder, _ = load_open_clip_half(model_name, checkpoint, model_config, "text", key)
         self._use(encoder, str(checkpoint))
@@ -337,8 +338,9 @@ class OpenClipImageTower(ClipImageTower):
         normalization: str | None = None,
         finetune: str | None = None,
         trainable_layers: int | None = None,
+        optim: Mapping | None = None,  # the tower's training recipe (emoclip/models/recipes.py)
     ):
-        ImageTower.__init__(self, finetune, trainable_layers)
+        ImageTower.__init__(self, finetune, trainable_layers, optim)
         key = "model.image_tower"
         encoder, cfg = load_open_clip_half(model_name, checkpoint, model_config, "image", key)
         self._use(encoder, str(checkpoint))
