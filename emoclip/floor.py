@@ -115,10 +115,13 @@ def warning(metrics: dict) -> str | None:
     if not why:
         return None
     what = "the model" if metrics.get("degenerate") else "an ablation of the model"
-    return (
-        f"WARNING: {what} is degenerate, no better than predicting the majority class "
-        f"({metrics.get('majority_class')}): "
-        + "; ".join(why)
-        + ". It is no result: train longer, check the learning rate, or weigh rare classes "
-        "more (model.class_weights=balanced)"
+    # Short lines: the headline, one reason a line, then what to try.
+    return "\n".join(
+        [
+            f"WARNING: {what} is degenerate, no better than predicting the majority class "
+            f"({metrics.get('majority_class')}):",
+            *(f"  {reason}" for reason in why),
+            "It is no result: train longer, check the learning rate, or weigh rare classes "
+            "more (model.class_weights=balanced)",
+        ]
     )

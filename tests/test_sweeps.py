@@ -54,7 +54,8 @@ def test_multirun_across_models_and_seeds(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     (sweep,) = (tmp_path / "multirun").iterdir()  # one sweep folder for every job
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["multirun"]
+    # One sweep folder, beside the decoded-image cache that the jobs share (paths.cache_dir).
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".cache", "multirun"]
     found = jobs(sweep)
     assert sorted(found) == list(range(4))
     combos = set()

@@ -81,6 +81,11 @@ class Tokens:
     def __len__(self) -> int:
         return len(self.offsets) - 1
 
+    def first(self, rows: int) -> Tokens:
+        """The first `rows` sequences (a view of the same arrays)."""
+        rows = min(rows, len(self))
+        return Tokens(self.ids[: self.offsets[rows]], self.offsets[: rows + 1])
+
     def __getitem__(self, i: int) -> torch.Tensor:
         if not -len(self) <= i < len(self):
             raise IndexError(i)
@@ -100,6 +105,8 @@ class Tokens:
 def map_pixels(path: str | Path, shape: tuple[int, ...]) -> torch.Tensor:
     """A store file as a uint8 tensor, mapped read-only and shared: its pages are the page
     cache's, not this process's memory (nor counted in its RLIMIT_DATA)."""
+    if math.prod(shape) == 0:  # an empty split (mmap cannot map an empty file)
+        return torch.zeros(shape, dtype=torch.uint8)
     array = np.memmap(path, np.uint8, "r", shape=shape)
     with warnings.catch_warnings():  # torch warns of writes to a read-only array; none happen
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")

@@ -135,7 +135,7 @@ def _first_rows(data: EncodedSplit, rows: int) -> EncodedSplit:
     return EncodedSplit(
         data.labels[:rows],
         None if data.pixels is None else data.pixels[:rows],
-        None if data.input_ids is None else data.input_ids[:rows],
+        None if data.input_ids is None else data.input_ids.first(rows),
         text_pool=data.text_pool,
         seed=data.seed,
     )

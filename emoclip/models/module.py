@@ -186,7 +186,7 @@ class EmotionClassifier(L.LightningModule):
             self.optimizer_factory,
             self.scheduler_factory,
             self.backbone_lr,
-            self.trainer.estimated_stepping_batches,
+            lambda: self.trainer.estimated_stepping_batches,
         )
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:

@@ -121,9 +121,12 @@ def configure(
     optimizer_factory: Callable[..., torch.optim.Optimizer],
     scheduler_factory: Callable | None,
     backbone_lr: float | None,
-    total_steps: float,
+    total_steps: Callable[[], float],
 ):
-    """What LightningModule.configure_optimizers returns for this network."""
+    """What LightningModule.configure_optimizers returns for this network. `total_steps` is
+    asked only when a tower's recipe schedules its rate: the trainer's estimate builds the
+    training loader, which must wait, when a run resumes mid-epoch, until the checkpoint's
+    loader state is loaded."""
     groups, recipes = parameter_groups(parameters, network, backbone_lr)
     optimizer = optimizer_factory(groups)
     log.info(
@@ -142,7 +145,8 @@ def configure(
         }
     if not any(r.scheduled for r in recipes.values()):
         return optimizer
-    factors = [rate_factor(recipes[name], total_steps) for name in recipes]
+    steps = total_steps()
+    factors = [rate_factor(recipes[name], steps) for name in recipes]
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factors)
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
