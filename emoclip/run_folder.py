@@ -108,7 +108,7 @@ def claim_new_dir(path: str) -> str:
     candidate, n = base, 1
     while True:
         try:
-            base.parent.mkdir(parents=True, exist_ok=True)
+            _make_parents(base.parent)
             candidate.mkdir()
             CREATED_HERE.add(candidate.resolve())
             return str(candidate)
@@ -117,6 +117,14 @@ def claim_new_dir(path: str) -> str:
             candidate = base.with_name(f"{base.name}_{n}")
         except OSError as err:  # SystemExit passes through Hydra's resolver as one line
             raise _cannot_create(candidate, err) from None
+
+
+def _make_parents(folder: Path) -> None:
+    """mkdir -p, remembering the folders made here (outputs/<date>), so that a refused command
+    leaves none of them behind."""
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    CREATED_HERE.update(p.resolve() for p in missing)
 
 
 def remove_empty_created_folders() -> None:

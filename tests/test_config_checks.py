@@ -233,8 +233,22 @@ def test_a_type_slip_on_the_command_line_is_one_line_before_any_work(tmp_path):
     assert result.stderr.strip().splitlines() == [
         "emoclip: data.batch_size=3.5: expected a whole number, got a decimal number"
     ]
-    # Nothing of a run was written (the folder itself: see the refusals' tests).
-    assert not (run_dir / ".hydra").exists() and not (run_dir / "checkpoints").exists()
+    assert not run_dir.exists()  # a refusal leaves no folder behind
+
+
+def test_a_refusal_leaves_not_even_the_date_folder(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "emoclip.train", "seed=1.5", f"paths.output_root={tmp_path}/out"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HYDRA_FULL_ERROR": "0"},
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "emoclip: seed=1.5: expected a whole number, got a decimal number"
+    ]
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_each_entrys_help_says_what_it_does(tmp_path):
