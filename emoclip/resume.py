@@ -109,13 +109,7 @@ def adopt_stored_study(cfg: DictConfig, checkpoint: Path, loaded: dict, trust: T
     }
     if given & {"experiment", "debug"}:
         return  # the command line chose a study of its own: compared, not replaced
-    rebuilt = read_stored_study(
-        loaded["hyper_parameters"],
-        str(checkpoint),
-        trust,
-        choices=loaded["emoclip"].get("choices"),
-        entry_paths=cfg.get("paths"),
-    )
+    rebuilt = rebuilt_study(loaded, checkpoint, trust, cfg)
     adopted = [key for key in ADOPTED_KEYS if key not in given and rebuilt.get(key) is not None]
     with open_dict(cfg):
         for key in adopted:
@@ -167,13 +161,7 @@ def check_same_study(
     return the loaded checkpoint."""
     if loaded is None:
         loaded = load_checkpoint(checkpoint)
-    rebuilt = read_stored_study(
-        loaded["hyper_parameters"],
-        str(checkpoint),
-        trust,
-        choices=loaded["emoclip"].get("choices"),
-        entry_paths=cfg.get("paths"),
-    )
+    rebuilt = rebuilt_study(loaded, checkpoint, trust, cfg)
     stored = {key: _plain(rebuilt, key) for key in STUDY_KEYS}
     not_study = location_keys(stored.get("data")) | location_keys(cfg.get("data"))
     differences = []
@@ -218,3 +206,14 @@ def place_in_training(loaded: dict) -> str:
     if done and not loops.get("epoch_loop.batch_progress", {}).get("is_last_batch", True):
         return f"in epoch {epoch + 1}, from its training batch {done + 1}; global step {step}"
     return f"after epoch {epoch + 1}; global step {step}"
+
+
+def rebuilt_study(loaded: dict, checkpoint, trust, cfg: DictConfig) -> DictConfig:
+    """The loaded checkpoint's study, rebuilt from conf/ by the one reader of stored studies."""
+    return read_stored_study(
+        loaded["hyper_parameters"],
+        str(checkpoint),
+        trust,
+        choices=loaded["emoclip"].get("choices"),
+        entry_paths=cfg.get("paths"),
+    )

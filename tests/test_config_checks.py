@@ -220,35 +220,35 @@ def test_a_home_path_is_expanded_before_hydra_reads_it(monkeypatch, tmp_path):
         assert cfg.data.root == f"{tmp_path}/my faces/x"
 
 
-def test_a_type_slip_on_the_command_line_is_one_line_before_any_work(tmp_path):
-    run_dir = tmp_path / "run"
+@pytest.mark.parametrize(
+    ("slip", "where", "line"),
+    [
+        (
+            "data.batch_size=3.5",
+            "hydra.run.dir={tmp}/run",
+            "expected a whole number, got a decimal number",
+        ),
+        (
+            "seed=1.5",
+            "paths.output_root={tmp}/out",
+            "expected a whole number, got a decimal number",
+        ),
+    ],
+)
+def test_a_type_slip_on_the_command_line_is_one_line_and_leaves_no_folder(
+    slip, where, line, tmp_path
+):
+    # hydra.run.dir: the run folder named; paths.output_root: the date folder made for it too.
     result = subprocess.run(
-        [sys.executable, "-m", "emoclip.train", "data.batch_size=3.5", f"hydra.run.dir={run_dir}"],
+        [sys.executable, "-m", "emoclip.train", slip, where.format(tmp=tmp_path)],
         capture_output=True,
         text=True,
         env={**os.environ, "HYDRA_FULL_ERROR": "0"},
         timeout=120,
     )
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines() == [
-        "emoclip: data.batch_size=3.5: expected a whole number, got a decimal number"
-    ]
-    assert not run_dir.exists()  # a refusal leaves no folder behind
-
-
-def test_a_refusal_leaves_not_even_the_date_folder(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "emoclip.train", "seed=1.5", f"paths.output_root={tmp_path}/out"],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "HYDRA_FULL_ERROR": "0"},
-        timeout=120,
-    )
-    assert result.returncode == 1
-    assert result.stderr.strip().splitlines() == [
-        "emoclip: seed=1.5: expected a whole number, got a decimal number"
-    ]
-    assert list(tmp_path.iterdir()) == []
+    assert result.stderr.strip().splitlines() == [f"emoclip: {slip}: {line}"]
+    assert list(tmp_path.iterdir()) == []  # a refusal leaves no folder behind
 
 
 def test_each_entrys_help_says_what_it_does(tmp_path):
