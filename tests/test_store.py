@@ -282,7 +282,7 @@ def test_shards_are_dealt_to_ranks_and_workers_without_overlap(tmp_path, monkeyp
     _, folder = shard_folder(tmp_path, rows=2)  # 12 shards of 2
     seen = {}
     for rank in range(2):
-        monkeypatch.setattr(shards, "_ranks", lambda rank=rank: (rank, 2))
+        monkeypatch.setattr(shards, "rank_and_world", lambda rank=rank: (rank, 2))
         loader = torch.utils.data.DataLoader(ShardStream(folder, buffer=3), num_workers=2)
         seen[rank] = [int(item["index"]) for item in loader]
     assert len(seen[0]) == len(seen[1]) == 12  # the same steps on every rank

@@ -626,9 +626,7 @@ def shard_for_rank(dataset: Dataset, sampler: Sampler | None, shuffle: bool):
     """Under DDP (torch.distributed initialised, several processes), each rank's part of the
     split: (sampler, shuffle) for its DataLoader. Lightning would wrap the sampler the same
     way; doing it here makes the split across ranks visible and testable without a Trainer."""
-    if not torch.distributed.is_available() or not torch.distributed.is_initialized():
-        return sampler, shuffle
-    if torch.distributed.get_world_size() < 2:
+    if world_size() < 2:
         return sampler, shuffle
     if sampler is None:
         # The seed Lightning's own distributed sampler takes: the run's seed.

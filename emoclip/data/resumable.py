@@ -146,10 +146,16 @@ def lightning_batches_done(trainer) -> int:
     return done
 
 
+def rank_and_world() -> tuple[int, int]:
+    """This process's rank and the processes of a distributed (DDP) run; (0, 1) when alone."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
 def world_size() -> int:
     """The processes of a distributed (DDP) run; 1 when alone."""
-    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
-    return torch.distributed.get_world_size() if distributed else 1
+    return rank_and_world()[1]
 
 
 # The process's random generators, as plain types (checkpoints stay loadable with

@@ -27,6 +27,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from emoclip.atomic import write_atomically
+from emoclip.data.resumable import rank_and_world
 from emoclip.errors import DataError
 from emoclip.integrity import keyed_digest, same_digest
 
@@ -75,14 +76,14 @@ class ShardStream(IterableDataset):
         self.classes, self.shards = index["classes"], index["shards"]
 
     def __len__(self) -> int:  # the examples of one rank (all its workers) in an epoch
-        return sum(s["rows"] for s in self.shards) // _ranks()[1]
+        return sum(s["rows"] for s in self.shards) // rank_and_world()[1]
 
     def assigned(self) -> tuple[list[dict], int, int]:
         """This reader's shards this epoch (a shuffled order dealt across ranks x workers), its
         number, and how many examples every reader yields: the fewest any reader's shards
         hold, so that every DDP rank runs the same number of steps (the rest wait for another
         epoch's order)."""
-        rank, ranks = _ranks()
+        rank, ranks = rank_and_world()
         worker = get_worker_info()
         worker_id, workers = (worker.id, worker.num_workers) if worker else (0, 1)
         reader, readers = rank * workers + worker_id, ranks * workers
@@ -131,12 +132,6 @@ class ShardStream(IterableDataset):
                     ids[offsets[row] : offsets[row + 1]].astype(np.int64)
                 )
             yield item
-
-
-def _ranks() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
 
 
 def read_index(location: str) -> dict:
