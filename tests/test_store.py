@@ -244,6 +244,10 @@ def test_a_split_larger_than_the_memory_limit_trains_through_the_store(tmp_path)
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        # RLIMIT_DATA counts address space reserved, not used: each thread that mallocs may
+        # reserve a 64 MB arena, so the headroom left would depend on thread timing. One arena
+        # makes the limit measure what is allocated.
+        "MALLOC_ARENA_MAX": "1",
     }
 
     def run(cache):
