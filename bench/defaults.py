@@ -1,7 +1,7 @@
 """Defaults on data nobody tuned for (issue 19): emoclip's shipped defaults, nothing per set.
 
     python bench/defaults.py [--datasets ../shared/datasets] [--sets dair ckplus mvsa]
-        [--rows minilm tfidf_lr ...] [--seeds N] [--folds N] [--max-epochs N]
+        [--rows minilm tfidf_lr ...] [--seeds N] [--folds N] [--max-epochs N | SET=N ...]
         [--precision bf16-mixed] [--write]
 
 Each study is the README's command with no recipe flag: `model=...` (and for MiniLM
@@ -99,7 +99,8 @@ def minilm_folder() -> str:
 def study(set_key: str, row: str, args) -> Study:
     title, _, overrides = ROWS[row]
     overrides = [o.format(minilm=args.minilm) for o in overrides]
-    budget = [f"trainer.max_epochs={args.max_epochs}"] if args.max_epochs else []
+    epochs = args.max_epochs.get(set_key, args.max_epochs.get("all"))
+    budget = [f"trainer.max_epochs={epochs}"] if epochs else []
     budget += [f"trainer.precision={args.precision}"] if args.precision else []
     return Study(
         f"{set_key}/{row}",
@@ -283,6 +284,19 @@ def markdown(tables: dict, commands: list[str], args) -> str:
     return "\n".join(lines)
 
 
+def epoch_budget(given: list[str]) -> dict[str, int]:
+    """`--max-epochs 2` (every set) or `--max-epochs dair=2 mvsa=3` (per set)."""
+    budget = {}
+    for item in given:
+        key, _, value = item.rpartition("=")
+        if (key or "all") not in (*SETS, "all") or not value.isdigit():
+            raise SystemExit(
+                f"--max-epochs: expected N or SET=N with SET in {list(SETS)}, got {item!r}"
+            )
+        budget[key or "all"] = int(value)
+    return budget
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", type=Path, default=REPO.parent / "shared" / "datasets")
@@ -290,10 +304,16 @@ def main() -> None:
     parser.add_argument("--rows", nargs="*", default=[*PEERS, *ROWS], choices=[*PEERS, *ROWS])
     parser.add_argument("--seeds", type=int, default=3, help="DAIR seeds (1..N)")
     parser.add_argument("--folds", type=int, default=None, help="run only the first N folds")
-    parser.add_argument("--max-epochs", type=int, default=None, help="a budget cut, stated")
+    parser.add_argument(
+        "--max-epochs",
+        nargs="*",
+        default=[],
+        help="a budget cut, stated: N for every set, or SET=N (e.g. dair=2 mvsa=3)",
+    )
     parser.add_argument("--precision", default=None, help="e.g. bf16-mixed (speed on a CPU)")
     parser.add_argument("--write", action="store_true", help="write the section of RESULTS.md")
     args = parser.parse_args()
+    args.max_epochs = epoch_budget(args.max_epochs)
     args.shown_argv = [
         a.replace(str(args.datasets).rstrip("/"), SHOWN_DATASETS) for a in sys.argv[1:]
     ]
