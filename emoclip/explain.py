@@ -2,7 +2,7 @@
 
 Writes, into a new run folder, one PNG per example (the face and its Integrated Gradients map)
 and index.html: each example with its true and predicted label, the class probabilities, the
-image map and the text with each token coloured by its attribution (see emoclip.attribution).
+image map and the text with each token coloured by its attribution (see emoclip.output.attribution).
 """
 
 from __future__ import annotations
@@ -13,21 +13,21 @@ from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig
 
-from emoclip.cli import hydra_entry, run_entry
+from emoclip.cli.entry import hydra_entry, run_entry
 from emoclip.errors import ConfigError
 
 if TYPE_CHECKING:  # the entry imports only what Hydra needs; the work imports the rest
     import numpy as np
 
-    from emoclip.attribution import Attribution
+    from emoclip.output.attribution import Attribution
 
 
 def explain(cfg: DictConfig) -> list[tuple[int, Attribution]]:
     """Attribute the first n examples of the split, write the PNGs and index.html (last)."""
-    from emoclip.atomic import write_atomically
-    from emoclip.restore import here, restore_study
-    from emoclip.run_folder import RunFolder
-    from emoclip.trust import Trust
+    from emoclip.runs.run_folder import RunFolder
+    from emoclip.study.restore import here, restore_study
+    from emoclip.study.trust import Trust
+    from emoclip.system.atomic import write_atomically
 
     run_dir = Path(cfg.paths.output_dir)
     folder = RunFolder(run_dir, entry="explain")
@@ -56,9 +56,9 @@ def explain_examples(cfg: DictConfig, datamodule, network, run_dir: Path) -> tup
     """Each example's attribution, its map under examples/, and its section of the page."""
     import torch
 
-    from emoclip.attribution import attribute
     from emoclip.data.images import normalize
-    from emoclip.plots import plot_attribution_map
+    from emoclip.output.attribution import attribute
+    from emoclip.runs.plots import plot_attribution_map
 
     dataset, records = datamodule.encoded[cfg.split], datamodule.records[cfg.split]
     explained, sections = [], []

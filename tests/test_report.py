@@ -12,7 +12,8 @@ import pytest
 from omegaconf import OmegaConf
 from PIL import Image
 
-from emoclip.report import main, split_protocol
+from emoclip.output.comparison import split_protocol
+from emoclip.report import main
 from tests.conftest import QUIET, compose_train
 
 CLASSES = ["anger", "happiness", "sadness"]
@@ -329,7 +330,7 @@ def test_sweep_report_matches_the_runs_metrics(sweep):
 def test_history_from_metrics_csv_matches_metrics_json(sweep):
     """Run folders without metrics.json's history (older ones) get their curves from the csv
     logger's metrics.csv: the same numbers."""
-    from emoclip.run_folder import read_history
+    from emoclip.runs.run_folder import read_history
 
     for run_dir in sorted(p.parent for p in sweep.glob("*/metrics.json")):
         recorded = json.loads((run_dir / "metrics.json").read_text())["history"]

@@ -14,7 +14,7 @@ from emoclip.errors import ConfigError
 from emoclip.evaluate import evaluate
 from emoclip.models.clip_zeroshot import ClipZeroShot
 from emoclip.models.task import TaskSpec
-from emoclip.study import config_dir
+from emoclip.study.build import config_dir
 from emoclip.train import train
 from tests.conftest import compose_train, save_tiny_clip
 

@@ -31,7 +31,6 @@ from emoclip.data.resumable import (
     ResumableLoader,
     ResumableSampler,
     ShuffleSampler,
-    lightning_batches_done,
     world_size,
 )
 from emoclip.data.shards import ShardStream
@@ -51,7 +50,8 @@ from emoclip.data.store import (
 )
 from emoclip.data.tokenizer import encode_texts
 from emoclip.errors import ConfigError, DataError
-from emoclip.threads import default_workers
+from emoclip.system.threads import default_workers
+from emoclip.system.training_state import lightning_batches_done
 
 log = logging.getLogger(__name__)
 TOKENIZE_CHUNK = 10_000  # texts tokenised at a time into the flat token array
@@ -253,7 +253,7 @@ class EmotionDataModule(L.LightningDataModule):
             classes = classes or dataset.classes
             self.root = dataset.locate(root, data_dir)
         self.label_space = LabelSpace(label_space or "emotion", classes, label_map)
-        # Set by `emoclip-eval ckpt_path=... data=...` (emoclip/cross_dataset.py): the data is
+        # Set by `emoclip-eval ckpt_path=... data=...` (emoclip/study/cross_dataset.py): the data is
         # labelled by name in the model's classes; classes the model lacks are dropped.
         self.cross_dataset = model_label_space is not None
         if self.cross_dataset:
@@ -286,7 +286,7 @@ class EmotionDataModule(L.LightningDataModule):
         return self.label_space.classes  # type: ignore[return-value]
 
     def set_preprocessing(self, tokenizer=None, image=None) -> None:
-        """What the model's towers want (emoclip.study calls this before setup): the text
+        """What the model's towers want (emoclip.study.build calls this before setup): the text
         tower's tokenizer, and the image tower's `ImagePreprocessing` (size, mean, std). A data
         setting that says otherwise is an error rather than silently replaced."""
         self.tokenizer = tokenizer
@@ -584,7 +584,7 @@ class EmotionDataModule(L.LightningDataModule):
         return lightning_batches_done(self.trainer)
 
     def _workers(self) -> int:
-        """data.num_workers, or when unset (null): emoclip.threads.default_workers for this
+        """data.num_workers, or when unset (null): emoclip.system.threads.default_workers for this
         training split's size."""
         if self.num_workers is not None:
             return self.num_workers

@@ -3,7 +3,7 @@ than the local disk or kept on a shared file system or an object store.
 
 `write_shards` cuts an `EncodedSplit` (uint8 pixels, token ids, labels) into numpy .npz files of
 `rows` examples each, plus `index.json` listing them with their sizes and sha256, signed with
-this user's key (emoclip.integrity; on a cluster, EMOCLIP_SECRET_FILE names one key for all
+this user's key (emoclip.system.integrity; on a cluster, EMOCLIP_SECRET_FILE names one key for all
 nodes). `ShardStream` is an IterableDataset over such a folder, local or any URL fsspec reads
 (s3://, gs://, https:// with the matching fsspec plug-in installed): each epoch the shard order
 is shuffled by (seed, epoch), shards are dealt to DDP ranks and, within a rank, to DataLoader
@@ -26,10 +26,10 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from emoclip.atomic import write_atomically
 from emoclip.data.resumable import rank_and_world
 from emoclip.errors import DataError
-from emoclip.integrity import keyed_digest, same_digest
+from emoclip.system.atomic import write_atomically
+from emoclip.system.integrity import keyed_digest, same_digest
 
 INDEX = "index.json"
 
@@ -146,7 +146,7 @@ def read_index(location: str) -> dict:
         index.get("signature"), _sign({k: v for k, v in index.items() if k != "signature"})
     ):
         raise DataError(
-            f"{url} is not signed with this user's key (emoclip.integrity; on a cluster set "
+            f"{url} is not signed with this user's key (emoclip.system.integrity; on a cluster set "
             "EMOCLIP_SECRET_FILE to the key the shards were written with)"
         )
     return index

@@ -23,7 +23,7 @@ from transformers import AutoTokenizer, CLIPTokenizer, PreTrainedTokenizerFast
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
 from emoclip.errors import BackboneLoadError
-from emoclip.offline import check_model_folder
+from emoclip.system.offline import check_model_folder
 
 log = logging.getLogger(__name__)
 

@@ -26,6 +26,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from emoclip.errors import ConfigError
+
 MODALITIES = ("text", "image")
 # The batch keys that carry a modality's raw inputs, and its cached features.
 INPUT_KEYS = {"text": ("input_ids", "attention_mask"), "image": ("pixel_values",)}
@@ -89,21 +91,15 @@ class Tower(nn.Module, ABC):
         last k of them and every encoder parameter that comes after them (final norm, pooler).
         Default: the tower's shallowest `nn.ModuleList` (`encoder.layer` in BERT and ViT,
         `encoder.layers` in CLIP, `encoder.stages` in ConvNeXt, ...)."""
-        from emoclip.models.finetune import layer_stack
-
         return [list(layer.parameters()) for layer in layer_stack(self)]
 
     def lora_targets(self) -> list[str]:
         """Full names of the tower's modules that `lora` adapts by default (its attention's
         query and value projections, as the architecture names them)."""
-        from emoclip.models.finetune import attention_projections
-
         return attention_projections(self)
 
     def enable_gradient_checkpointing(self) -> None:
         """Recompute the encoder's activations in the backward pass (Hugging Face encoders)."""
-        from emoclip.errors import ConfigError
-
         raise ConfigError(
             f"model.network.gradient_checkpointing=true: the {type(self).__name__} has no "
             "gradient checkpointing; set it to false"
@@ -291,3 +287,48 @@ def weights_digest(module: nn.Module) -> str:
         digest.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
         digest.update(t.reshape(-1).view(torch.uint8).numpy())
     return digest.hexdigest()
+
+
+# The attention projections LoRA adapts by default, as each architecture names them (the first
+# pair the encoder has wins): CLIP, BERT/RoBERTa/ViT/DINOv2, DistilBERT, DeBERTa, MPNet; for
+# attention-free encoders (ConvNeXt), the pointwise layers of each block.
+ATTENTION_NAMES = (
+    ("q_proj", "v_proj"),
+    ("query", "value"),
+    ("q_lin", "v_lin"),
+    ("query_proj", "value_proj"),
+    ("q", "v"),
+    ("pwconv1", "pwconv2"),
+)
+
+
+def layer_stack(encoder: nn.Module) -> nn.ModuleList:
+    """A module's stack of layers: its shallowest nn.ModuleList (the longest, on a tie)."""
+    lists = [
+        (name.count("."), -len(module), name, module)
+        for name, module in encoder.named_modules()
+        if isinstance(module, nn.ModuleList) and len(module) > 0
+    ]
+    if not lists:
+        raise ConfigError(
+            f"the {type(encoder).__name__} has no stack of layers (nn.ModuleList) for "
+            "finetune=partial; use full, lora or frozen"
+        )
+    return min(lists, key=lambda entry: entry[:3])[3]
+
+
+def attention_projections(encoder: nn.Module) -> list[str]:
+    """Full names of a module's linear layers LoRA adapts by default (see ATTENTION_NAMES)."""
+    linear = {
+        name: name.rsplit(".", 1)[-1]
+        for name, module in encoder.named_modules()
+        if isinstance(module, nn.Linear)
+    }
+    present = set(linear.values())
+    for pair in ATTENTION_NAMES:
+        if set(pair) <= present:
+            return [name for name, last in linear.items() if last in pair]
+    raise ConfigError(
+        f"no default LoRA targets in the {type(encoder).__name__} (none of "
+        f"{[list(p) for p in ATTENTION_NAMES]}); name its linear layers in lora.target_modules"
+    )

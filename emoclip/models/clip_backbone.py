@@ -23,7 +23,7 @@ from emoclip.errors import BackboneLoadError, ConfigError
 from emoclip.models.base import Features
 from emoclip.models.hf_loading import quiet_transformers
 from emoclip.models.task import TaskSpec
-from emoclip.offline import check_model_folder
+from emoclip.system.offline import check_model_folder
 
 HALVES = {"text": CLIPTextModelWithProjection, "image": CLIPVisionModelWithProjection}
 

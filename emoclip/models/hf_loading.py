@@ -12,7 +12,7 @@ from transformers.image_processing_utils import ImageProcessingMixin
 from transformers.utils import logging as hf_logging
 
 from emoclip.errors import BackboneLoadError
-from emoclip.offline import check_model_folder
+from emoclip.system.offline import check_model_folder
 
 GUIDANCE = (
     "emoclip never falls back to random weights. To supply them: download {name!r} into the "

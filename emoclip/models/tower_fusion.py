@@ -7,7 +7,7 @@
   tower's features are first projected to that common width.
 - How much of each tower trains is `finetune` (`model/finetune=`, or a tower's own
   `finetune` for a mixed study): `full`, `partial`, `lora` or `frozen`. A frozen tower's
-  features are computed once per example and cached (emoclip/models/feature_cache.py) unless
+  features are computed once per example and cached (emoclip/study/feature_cache.py) unless
   `cache_frozen_towers` is false.
 
 A modality the batch lacks (an ablation, modality dropout) enters as zeros.

@@ -9,7 +9,7 @@ plots, its config files), reading it back, and the rules every command that writ
   begins.
 - A lock (the file .lock, held with flock) is held while the command writes; a second command
   into a locked folder is refused at once.
-- Every file is written atomically (emoclip.atomic), metrics.json last.
+- Every file is written atomically (emoclip.system.atomic), metrics.json last.
 - metrics.json says what the folder holds: "status" is finished, interrupted (Ctrl-C), diverged
   (the loss stopped being finite or exploded) or failed (with "error"). A folder with run files
   but no readable metrics.json is unfinished (killed, or still running: then it is locked).
@@ -44,8 +44,8 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from emoclip import __version__
-from emoclip.atomic import write_atomically, write_error
 from emoclip.errors import DataError, RunFolderError, TrainingError, WriteError
+from emoclip.system.atomic import write_atomically, write_error
 
 try:
     import fcntl
@@ -169,7 +169,7 @@ def write_results(
     """Write the plots, splits.json, then metrics.json (flat `stage/metric` keys, the per-epoch
     `history` of training, "status": finished unless `extra` says otherwise, plus `extra`),
     each atomically; return the metrics."""
-    from emoclip.plots import plot_ablations, plot_confusion, plot_curves  # matplotlib: here
+    from emoclip.runs.plots import plot_ablations, plot_confusion, plot_curves  # matplotlib: here
 
     metrics = {"status": FINISHED, **flat_metrics(classes, results), **(extra or {})}
     if history:
@@ -501,7 +501,7 @@ def refuse_links(run_dir: Path) -> None:
 
 
 def remove_partial_files(run_dir: Path) -> None:
-    """The hidden .partial files a killed writer left (emoclip.atomic): with the folder's lock
+    """The hidden .partial files a killed writer left (emoclip.system.atomic): with the folder's lock
     held no one else is writing them, so they go."""
     for folder in (run_dir, run_dir / CHECKPOINTS, run_dir / ".hydra", run_dir / "plots"):
         if folder.is_dir() and not folder.is_symlink():
@@ -559,7 +559,7 @@ class RunFolder:
             self.refuse_if_taken()
         refuse_links(self.path)
         remove_partial_files(self.path)
-        from emoclip.console import start_job_log
+        from emoclip.runs.console import start_job_log
 
         start_job_log()  # train.log is written from here on, never before the checks
 

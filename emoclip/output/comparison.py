@@ -1,7 +1,7 @@
-"""Compare runs: `emoclip-report PATH [PATH ...]` (or `python -m emoclip.report`).
+"""The comparison report of `emoclip-report` (emoclip/report.py).
 
-Reads every run folder (metrics.json + .hydra/config.yaml) under the given paths, groups the
-runs whose composed configs differ only in seed, fold or output paths into one configuration,
+Reads every run folder (metrics.json + .hydra/config.yaml) under the given paths, groups the runs
+whose composed configs differ only in seed, fold or output paths into one configuration,
 and writes report.md and report.html (with two PNGs) summarising each configuration as a row.
 Folders that are not a finished training run (interrupted, unfinished or failed runs,
 fast_dev_run smoke tests, evaluations of a checkpoint) are listed apart, never counted.
@@ -9,7 +9,6 @@ fast_dev_run smoke tests, evaluations of a checkpoint) are listed apart, never c
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -23,15 +22,14 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from emoclip.catalogue import display_name
-from emoclip.cli import run_reporting_errors
 from emoclip.data.sources.base import split_protocol as source_split_protocol
-from emoclip.document import Block, code, escape, link, to_html, to_markdown
 from emoclip.errors import DataError
-from emoclip.plots import normalise_rows, plot_confusion_grid, plot_overlaid_curves
-from emoclip.run_folder import CONFIG_FILE, METRICS_FILE, read_history, read_metrics
-from emoclip.safe_yaml import load_yaml_data
-from emoclip.stored_study import read_stored_study
-from emoclip.trust import GUARD_ONLY, Trust, allowed_prefixes
+from emoclip.output.document import Block, code, escape, link, to_html, to_markdown
+from emoclip.runs.plots import normalise_rows, plot_confusion_grid, plot_overlaid_curves
+from emoclip.runs.run_folder import CONFIG_FILE, METRICS_FILE, read_history, read_metrics
+from emoclip.study.stored_study import read_stored_study
+from emoclip.study.trust import GUARD_ONLY, Trust
+from emoclip.system.safe_yaml import load_yaml_data
 
 # Config keys (and key prefixes) in which the runs of one configuration may differ.
 REPLICATE_KEYS = ("seed", "data.fold", "paths", "ckpt_path", "hydra")
@@ -138,7 +136,7 @@ def _natural_key(path: Path) -> list:
 
 def load_run(path: Path, trust: Trust = GUARD_ONLY) -> Run | SetAside:
     """The finished training run in a folder, or why the folder is set aside. Only a folder
-    whose config cannot be read at all, or that emoclip.stored_study refuses, is an error."""
+    whose config cannot be read at all, or that emoclip.study.stored_study refuses, is an error."""
     config_path = path / CONFIG_FILE
     stored = load_yaml_data(config_path)  # capped, no aliases; nothing resolved
     if not isinstance(stored, dict):
@@ -172,7 +170,7 @@ def load_run(path: Path, trust: Trust = GUARD_ONLY) -> Run | SetAside:
 
 def run_folder_choices(path: Path) -> dict | None:
     """The group options the run recorded (.hydra/hydra.yaml: hydra.runtime.choices), or None
-    (a folder without it: emoclip.stored_study infers them)."""
+    (a folder without it: emoclip.study.stored_study infers them)."""
     hydra_file = path / ".hydra" / "hydra.yaml"
     if not hydra_file.is_file():
         return None
@@ -478,7 +476,7 @@ def build_report(
             "stopping ended. `over majority`: test macro-F1 minus that of predicting the "
             "training split's majority class (mean over the runs). `degenerate`: runs whose "
             "kept checkpoint predicts one class or is within noise of the majority class "
-            "(emoclip/floor.py); such a row is no result.",
+            "(emoclip/output/floor.py); such a row is no result.",
         ),
         ("table", headers, rows),
     ]
@@ -613,41 +611,3 @@ def write_report(
     markdown.write_text(to_markdown(blocks))
     page.write_text(to_html(blocks))
     return [markdown, page]
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="emoclip-report",
-        description="Compare run folders: one row per configuration, mean ± std over seeds "
-        "or folds; writes report.md and report.html.",
-    )
-    parser.add_argument(
-        "paths", nargs="+", type=Path, help="sweep folders and/or run folders to compare"
-    )
-    parser.add_argument(
-        "--out", type=Path, help="where to write the report (default: the given folder)"
-    )
-    parser.add_argument(
-        "--allow-targets",
-        action="append",
-        default=[],
-        metavar="MODULE",
-        help="let the run folders' configs name targets under this module (your own code)",
-    )
-    parser.add_argument(
-        "--trust-config",
-        action="store_true",
-        help="read the run folders' configs unchecked (only folders you made or trust)",
-    )
-    args = parser.parse_args(argv)
-
-    def report() -> list[Path]:
-        trust = Trust(args.trust_config, allowed_prefixes(args.allow_targets))
-        return write_report(args.paths, args.out, trust)
-
-    for path in run_reporting_errors(report):
-        print(path)
-
-
-if __name__ == "__main__":
-    main()

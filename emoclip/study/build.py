@@ -13,17 +13,17 @@ import torch
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from emoclip.cli import config_dir  # noqa: F401 (its home is emoclip.cli, light for the entries)
+from emoclip.cli.entry import config_dir  # noqa: F401 (its home is emoclip.cli.entry, light for the entries)
 from emoclip.data.datamodule import EmotionDataModule
 from emoclip.data.tokenizer import build_tokenizer, is_trained, tokenizer_to_json
 from emoclip.errors import ConfigError
 from emoclip.models.base import Network
-from emoclip.models.feature_cache import FeatureCache
 from emoclip.models.module import EmotionClassifier
 from emoclip.models.task import TaskSpec
 from emoclip.models.towers.open_clip import default_bpe_vocab
-from emoclip.stored_study import recorded_choices
-from emoclip.threads import take_threads_key
+from emoclip.study.feature_cache import FeatureCache
+from emoclip.study.stored_study import recorded_choices
+from emoclip.system.threads import take_threads_key
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +179,7 @@ def build_trainer(
     loggers = []
     if with_loggers and cfg.get("logger"):
         loggers = [instantiate(lg) for lg in cfg.logger.values() if lg and "_target_" in lg]
-    take_threads_key(cfg)  # emoclip's (emoclip/threads.py), not a Trainer argument
+    take_threads_key(cfg)  # emoclip's (emoclip/system/threads.py), not a Trainer argument
     precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
     return instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, precision=precision

@@ -19,9 +19,10 @@ from typing import TypeVar
 
 from omegaconf import DictConfig, OmegaConf
 
-# Registers ${emoclip.run_dir:...}, which Hydra resolves (conf/hydra/default.yaml) before the job.
-from emoclip import run_folder  # noqa: F401
 from emoclip.errors import ConfigError, EmoclipError
+
+# Registers ${emoclip.run_dir:...}, which Hydra resolves (conf/hydra/default.yaml) before the job.
+from emoclip.runs import run_folder  # noqa: F401
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 
 def config_dir() -> str:
     """conf/ beside the package in a source checkout, emoclip/conf inside an installed wheel."""
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parents[1]  # the emoclip package
     for candidate in (here / "conf", here.parent / "conf"):
         if (candidate / "train.yaml").is_file():
             return str(candidate)
@@ -83,7 +84,7 @@ def run_reporting_errors(job: Callable[[], T]) -> T:
     try:
         return job()
     except KeyboardInterrupt:
-        # Inside fit/validate/test Lightning handles Ctrl-C (see emoclip.faults); this is the
+        # Inside fit/validate/test Lightning handles Ctrl-C (see emoclip.runs.faults); this is the
         # rest: reading data, building the model, writing the run folder.
         raise SystemExit("emoclip: interrupted (Ctrl-C)") from None
     except Exception as err:
@@ -122,12 +123,13 @@ def run_entry(cfg: DictConfig, job: Callable[[], T], reads_checkpoint: bool = Fa
     reachability settled, then the job; emoclip's errors end it as one `emoclip: ...` line.
     `reads_checkpoint`: the entry reads the checkpoint ckpt_path names (eval, predict,
     explain), a file or a run folder's best one (checkpoint_to_read)."""
-    from emoclip import config_checks, offline, threads
-    from emoclip.console import (
+    from emoclip.cli import config_checks
+    from emoclip.runs.console import (
         copy_console_to_job_log,
         route_library_logs_through_hydra,
         silence_library_noise,
     )
+    from emoclip.system import offline, threads
 
     silence_library_noise()
 

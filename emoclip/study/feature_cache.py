@@ -14,7 +14,7 @@ checked on load.
 
 A cache file is data from disk like any other: what it holds is checked before it is used. Each
 file records, when written, its entries' shapes and dtypes and a digest of their content keyed
-by a secret kept in the user's own config folder (emoclip.integrity; a forger cannot make it); on
+by a secret kept in the user's own config folder (emoclip.system.integrity; a forger cannot make it); on
 reading, the entries must be float32 rows of features, one per example of the split, match
 what was recorded, and a few rows recomputed with the encoders must match the cached ones (a
 file forged with the right key and a fitting hash still fails that). A file that fails any check
@@ -39,12 +39,12 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from emoclip.atomic import atomic_path
 from emoclip.data.datamodule import EmotionDataModule, EncodedSplit, FeatureSplit
 from emoclip.data.images import normalize
 from emoclip.errors import ConfigError, WriteError
-from emoclip.integrity import keyed_digest, same_digest
 from emoclip.models.base import Network
+from emoclip.system.atomic import atomic_path
+from emoclip.system.integrity import keyed_digest, same_digest
 
 log = logging.getLogger(__name__)
 FORMAT = 2  # bump when what a file holds changes
@@ -263,7 +263,7 @@ def expected_rows(modalities: Sequence[str], data: EncodedSplit) -> dict[str, in
 
 
 def content_digest(tensors: dict[str, torch.Tensor]) -> str:
-    """A digest of a cache file's content keyed by this user's secret (emoclip.integrity): a
+    """A digest of a cache file's content keyed by this user's secret (emoclip.system.integrity): a
     forger who rewrites the file cannot compute it, as anyone can a plain sha256."""
 
     def chunks():

@@ -8,7 +8,7 @@ Ctrl-C, or best.ckpt if the run died between writing it and last.ckpt); one kill
 first checkpoint starts again. A sweep relaunched with the same `hydra.sweep.dir` gives each
 job the same folder, so `ckpt_path=last` resumes a whole sweep. Any other run folder or
 checkpoint file is continued from, in this run's folder. Either way the checkpoint must hold
-the same study (data, model, seed, monitor), read through emoclip.stored_study (a file never
+the same study (data, model, seed, monitor), read through emoclip.study.stored_study (a file never
 chooses what code runs).
 """
 
@@ -24,16 +24,16 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from emoclip.data.sources.base import location_keys
 from emoclip.errors import ConfigError, DataError
-from emoclip.restore import load_checkpoint
-from emoclip.run_folder import (
+from emoclip.runs.run_folder import (
     CHECKPOINTS,
     LAST_CHECKPOINT,
     continue_command,
     finished_metrics,
     shown_overrides,
 )
-from emoclip.stored_study import read_stored_study
-from emoclip.trust import GUARD_ONLY, Trust
+from emoclip.study.restore import load_checkpoint
+from emoclip.study.stored_study import read_stored_study
+from emoclip.study.trust import GUARD_ONLY, Trust
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ ADOPTED_KEYS = (*STUDY_KEYS, "name", "trainer")
 def adopt_stored_study(cfg: DictConfig, checkpoint: Path, loaded: dict, trust: Trust) -> None:
     """`emoclip-train ckpt_path=<run folder>` alone continues that run: each of ADOPTED_KEYS
     the command line does not set is taken from the study stored in the folder's checkpoint,
-    rebuilt through emoclip.stored_study (so the user need not repeat the run's overrides)."""
+    rebuilt through emoclip.study.stored_study (so the user need not repeat the run's overrides)."""
     if not HydraConfig.initialized():
         return  # called from Python: cfg is the caller's, compared as it is
     given = {
