@@ -11,9 +11,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from emoclip.contract import ImagePreprocessing
 from emoclip.data.tokenizer import load_pretrained_tokenizer
 from emoclip.errors import BackboneLoadError, ConfigError
-from emoclip.models.base import ImagePreprocessing
 from emoclip.models.task import TaskSpec
 from emoclip.models.tower_fusion import TowerFusion
 from emoclip.models.towers.hf import HFImageTower, HFTextTower

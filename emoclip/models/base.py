@@ -1,16 +1,17 @@
 """What every network and every tower must provide: the two contracts, written down once.
 
-A **network** maps a batch dict to class logits (`forward`). The batch contract is the data
-module's (emoclip/data/datamodule.py): `labels`, plus `input_ids` and `attention_mask` for text
+A **network** maps a batch dict to class logits (`forward`). The batch contract is
+emoclip/contract.py's: `labels`, plus `input_ids` and `attention_mask` for text
 and `pixel_values` for images; a study whose frozen towers are cached gets `text_features` /
 `image_features` (a tower's pooled output, computed once) in their place. Everything the
 training, evaluation, explanation and feature-cache code asks of a network is a member of
 `Network` below, never found by probing for attributes.
 
 A **tower** encodes one modality into one feature vector per example (and, when a fusion asks,
-one per token or patch). It owns what its inputs must look like: a text tower's tokenizer is
-named by its config's `tokenizer` node (emoclip/data/tokenizer.py builds it), an image tower
-states its `preprocessing` (image size, mean, std), which the study hands to the data module.
+one per token or patch). It owns what its inputs must look like: a text tower declares its
+tokenizer (`tokenizer_spec`, from its config; emoclip/data/tokenizer.py builds it), an image
+tower states its `preprocessing` (image size, mean, std); the study hands both to the data module.
+The batch keys, modalities and these two specs are emoclip/contract.py's.
 Adding a tower is one module under emoclip/models/towers/ and one config under
 conf/model/text_tower/ or conf/model/image_tower/.
 """
@@ -26,23 +27,11 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from emoclip.contract import ImagePreprocessing, TokenizerSpec
 from emoclip.errors import ConfigError
 
-MODALITIES = ("text", "image")
-# The batch keys that carry a modality's raw inputs, and its cached features.
-INPUT_KEYS = {"text": ("input_ids", "attention_mask"), "image": ("pixel_values",)}
-FEATURE_KEYS = {"text": "text_features", "image": "image_features"}
 # How much of a tower trains (`model/finetune=`, or a tower's own `finetune`).
 FINETUNE_MODES = ("full", "partial", "lora", "frozen")
-
-
-@dataclass(frozen=True)
-class ImagePreprocessing:
-    """What an image tower expects: square images of `size` px, normalised per channel."""
-
-    size: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
 
 
 @dataclass
@@ -122,6 +111,13 @@ class Tower(nn.Module, ABC):
 
 class TextTower(Tower):
     modality = "text"
+
+    @classmethod
+    @abstractmethod
+    def tokenizer_spec(cls, settings: Mapping) -> TokenizerSpec:
+        """The tokenizer this tower reads text with, declared from its config (`settings`:
+        model.text_tower, whose `tokenizer` node holds the tokenizer's own settings). The study
+        builds it before the tower: a trained vocabulary's size sizes the embedding."""
 
     @abstractmethod
     def token_embedding(self) -> nn.Embedding:
@@ -232,8 +228,17 @@ class Network(nn.Module, ABC):
     training_free: ClassVar[bool] = False
     # Fitted by `fit` in one pass on frozen features (the linear probe), not by gradient steps.
     fitted_in_one_pass: ClassVar[bool] = False
+    # Encodes text of its own (zero-shot CLIP's class prompts): the study builds its tokenizer
+    # (TaskSpec.tokenizer) even when the study's data has no text.
+    needs_tokenizer: ClassVar[bool] = False
 
-    # The modalities the network reads (a subset of MODALITIES).
+    @classmethod
+    def tokenizer_spec(cls, network: Mapping) -> TokenizerSpec | None:
+        """The tokenizer of the network's text, declared from its config (`network`:
+        model.network); None: the network reads no text."""
+        return None
+
+    # The modalities the network reads (a subset of emoclip.contract.MODALITIES).
     modalities: tuple[str, ...]
     # Weight of the auxiliary per-modality losses (`forward(..., with_unimodal=True)`), 0: none.
     unimodal_loss_weight: float = 0.0

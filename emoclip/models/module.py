@@ -20,7 +20,7 @@ from torchmetrics.classification import (
     MulticlassF1Score,
 )
 
-from emoclip.data.datamodule import MODALITY_KEYS
+from emoclip.contract import MODALITY_KEYS
 from emoclip.models.base import Network
 from emoclip.models.old_parameters import refuse_resuming, upgrade_state_dict
 from emoclip.system.training_state import lightning_batches_done, rng_states, set_rng_states

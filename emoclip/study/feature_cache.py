@@ -39,6 +39,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from emoclip.contract import INPUT_IDS, PIXEL_VALUES, PIXELS
 from emoclip.data.datamodule import EmotionDataModule, EncodedSplit, FeatureSplit
 from emoclip.data.images import normalize
 from emoclip.errors import ConfigError, WriteError
@@ -185,7 +186,7 @@ class _Encoder:
         if data.text_pool is not None and "text" in self.modalities:
             for c, texts in enumerate(data.text_pool):
                 pool_items = [
-                    {"index": j, "labels": torch.tensor(c), "input_ids": ids}
+                    {"index": j, "labels": torch.tensor(c), INPUT_IDS: ids}
                     for j, ids in enumerate(texts)
                 ]
                 out[f"pool.{c}"] = self._run(pool_items, "text")
@@ -206,11 +207,11 @@ class _Encoder:
 
     @torch.no_grad()
     def _run(self, items: list[dict], modality: str) -> torch.Tensor:
-        keep = {"index", "labels", "pixels" if modality == "image" else "input_ids"}
+        keep = {"index", "labels", PIXELS if modality == "image" else INPUT_IDS}
         items = [{k: v for k, v in item.items() if k in keep} for item in items]
         order = list(range(len(items)))
         if modality == "text":
-            order.sort(key=lambda i: -len(items[i]["input_ids"]))
+            order.sort(key=lambda i: -len(items[i][INPUT_IDS]))
         collate, size = self.datamodule.collate(), self.datamodule.eval_batch_size
         dm = self.datamodule
         was_training = self.network.training
@@ -221,8 +222,8 @@ class _Encoder:
             for start in range(0, len(order), size):
                 chunk = [items[i] for i in order[start : start + size]]
                 batch = {k: v.to(self.device) for k, v in collate(chunk).items()}
-                if "pixels" in batch:
-                    batch["pixel_values"] = normalize(batch.pop("pixels"), dm.mean, dm.std)
+                if PIXELS in batch:
+                    batch[PIXEL_VALUES] = normalize(batch.pop(PIXELS), dm.mean, dm.std)
                 with self.context():
                     features.append(self.network.encode(batch, modality).float().cpu())
         finally:

@@ -102,7 +102,6 @@ def _clip_fusion(model: dict, data: dict) -> dict:
         "_target_": "emoclip.models.towers.clip.ClipTextTower",
         "_partial_": True,
         "backbone": old["backbone"],
-        "tokenizer": model.get("tokenizer"),
         "finetune": own_mode["text"],
     }
     image = {

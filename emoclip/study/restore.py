@@ -211,8 +211,6 @@ def restore_for_prediction(path: str | Path, trust: Trust = GUARD_ONLY) -> tuple
     datamodule = instantiate(
         cfg.data, dataset=None, classes=label_space["classes"], label_space=label_space["name"]
     )
-    if "text" in datamodule.modalities and cfg.model.get("tokenizer") is None:
-        raise ConfigError(f"{path}: the study uses text but its model.tokenizer is not set")
     tokenizer = study_tokenizer(
         cfg.model, datamodule.modalities, saved=checkpoint["emoclip"].get("tokenizer")
     )

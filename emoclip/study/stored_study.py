@@ -71,6 +71,13 @@ ENTRY_KEYS = ("paths", "hydra", "trust_config", "allow_targets")
 # Lightning's Trainer has dozens of arguments, added with +trainer.<key>=... .
 OPEN_SECTIONS = ("trainer",)
 SHOWN_PROBLEMS = 6
+# Keys that earlier files hold and today's configs dropped: read, and ignored (the text tower
+# declares its tokenizer since issue 20; `model.tokenizer` repeated it).
+RETIRED_KEYS = (
+    "model.tokenizer",
+    "model.text_tower.tokenizer",
+    "model.network.text_tower.tokenizer",
+)
 # Classes the shipped configs named before: a file naming the old one gets the new one.
 RENAMED_TARGETS = {
     "lightning.pytorch.callbacks.ModelCheckpoint": "emoclip.system.checkpoint_io.RunCheckpoint",
@@ -432,7 +439,7 @@ def _merge(stored: Any, shipped: Any, path: str, problems: list, deferred: list,
                 merged[key] = _checked_users_own(value, where, problems, trust)
             elif open_keys and _is_pure(value, where, problems):
                 merged[key] = value
-            elif not open_keys:
+            elif not open_keys and where not in RETIRED_KEYS:
                 problems.append(f"{where}: not a key of the shipped config")
         return merged
     if shipped is None or isinstance(shipped, list):

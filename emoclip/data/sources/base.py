@@ -39,8 +39,6 @@ from emoclip.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
-MODALITIES = ("text", "image")
-
 
 @dataclass
 class Loaded:
