@@ -165,7 +165,12 @@ def fit_on_frozen_features(study: Study, trainer: L.Trainer, run_dir: Path) -> d
     return {"probe": selection}
 
 
-@hydra_entry("train")
+# The default study (conf/experiment/demo.yaml): `emoclip-train` with no arguments runs it, as
+# `make train` does; `emoclip-train model=clip_fusion` is the report's own model.
+DEFAULT_STUDY = ("experiment=demo",)
+
+
+@hydra_entry("train", without_arguments=DEFAULT_STUDY)
 def main(cfg: DictConfig) -> float | None:
     metrics = run_entry(cfg, lambda: train(cfg))
     return metrics.get(cfg.get("monitor"))

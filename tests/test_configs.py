@@ -3,6 +3,7 @@
 import ast
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -78,6 +79,37 @@ def test_a_config_naming_classes_by_their_old_module_paths_is_read(tmp_path):
         rebuilt = read_stored_study(old_file, "an old run folder", choices=choices)
         assert OmegaConf.to_container(rebuilt.callbacks) == current["callbacks"]
         assert OmegaConf.to_container(rebuilt.trainer) == current["trainer"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "name"),
+    [
+        ([], "demo"),
+        (["seed=3"], "fusion_clip_clip_synthetic"),
+        (["model=text_lstm"], "text_lstm_synthetic"),
+    ],
+)
+def test_emoclip_train_without_arguments_runs_the_default_study_of_make_train(
+    argv, name, tmp_path, monkeypatch
+):
+    """One default study: `emoclip-train` alone is `make train` (experiment=demo); a command
+    line with overrides composes exactly those."""
+    from emoclip.cli.entry import hydra_entry
+    from emoclip.train import DEFAULT_STUDY
+
+    assert "$(BIN)/emoclip-train $(ARGS)\n" in (Path(config_dir()).parent / "Makefile").read_text()
+
+    names = []
+
+    @hydra_entry("train", without_arguments=DEFAULT_STUDY)
+    def composed(cfg):
+        names.append(cfg.name)
+
+    monkeypatch.chdir(tmp_path)  # the run folder Hydra names goes under tmp_path/outputs
+    monkeypatch.setattr(sys, "argv", ["emoclip-train", *argv])
+    composed()
+    assert names == [name]
+    assert (tmp_path / "outputs").is_dir() and name in str(next((tmp_path / "outputs").glob("*/*")))
 
 
 @pytest.mark.parametrize("entry", ["eval", "explain"])

@@ -297,7 +297,7 @@ def test_ckpt_path_last_without_a_run_folder_says_how_to_name_one(tmp_path):
     last_line = result.stderr.strip().splitlines()[-1]
     assert last_line.startswith("emoclip: ckpt_path=last continues the run in the folder")
     assert "add hydra.run.dir=<the run folder>" in last_line
-    assert not list((tmp_path / "outputs").rglob("*_clip_fusion_*"))
+    assert not list((tmp_path / "outputs").rglob("*_fusion_clip_clip_*"))
 
 
 def test_max_epochs_0_is_refused(tmp_path):

@@ -13,7 +13,7 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -50,8 +50,9 @@ def expand_home(argument: str) -> str:
     return f"{key}={expanded}"
 
 
-def hydra_entry(config_name: str) -> Callable:
-    """@hydra.main for an emoclip entry point, reading `~/...` values as the shell would."""
+def hydra_entry(config_name: str, without_arguments: Sequence[str] = ()) -> Callable:
+    """@hydra.main for an emoclip entry point, reading `~/...` values as the shell would;
+    `without_arguments`: the overrides a command line with no arguments at all stands for."""
     import hydra
 
     def decorate(task: Callable[[DictConfig], T]) -> Callable:
@@ -62,7 +63,7 @@ def hydra_entry(config_name: str) -> Callable:
         @functools.wraps(task)
         def main(cfg_passthrough: DictConfig | None = None):
             if cfg_passthrough is None:
-                sys.argv[1:] = [expand_home(a) for a in sys.argv[1:]]
+                sys.argv[1:] = [expand_home(a) for a in sys.argv[1:]] or list(without_arguments)
             return hydra_main(cfg_passthrough)
 
         return main

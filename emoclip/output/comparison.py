@@ -26,7 +26,13 @@ from emoclip.data.sources.base import split_protocol as source_split_protocol
 from emoclip.errors import DataError
 from emoclip.output.document import Block, code, escape, link, to_html, to_markdown
 from emoclip.runs.plots import normalise_rows, plot_confusion_grid, plot_overlaid_curves
-from emoclip.runs.run_folder import CONFIG_FILE, METRICS_FILE, read_history, read_metrics
+from emoclip.runs.run_folder import (
+    CONFIG_FILE,
+    METRICS_FILE,
+    read_history,
+    read_metrics,
+    study_name,
+)
 from emoclip.study.stored_study import read_stored_study
 from emoclip.study.trust import GUARD_ONLY, Trust
 from emoclip.system.safe_yaml import load_yaml_data
@@ -207,14 +213,11 @@ def split_protocol(config: DictConfig, folds: Sequence[int] = ()) -> str:
     return source_split_protocol(OmegaConf.to_container(data, resolve=False), folds)
 
 
-DESCRIPTOR_COLUMNS = ("model", "backbone", "fusion", "finetune", "data")
-
-
 def describe(config: DictConfig) -> dict[str, str]:
-    """The DESCRIPTOR_COLUMNS of a configuration: what a reader compares runs by."""
+    """The columns that describe a configuration: what a reader compares runs by."""
     fusion = _get(config, "model.fusion._target_")
     return {
-        "model": _shown(_get(config, "model.name")),
+        "model": _shown(study_name(_get(config, "model"))),  # modality and towers: what ran
         "backbone": _backbone(config),
         "fusion": "–" if fusion is None else _fusion_name(str(fusion)),
         "finetune": _finetune(config),

@@ -33,7 +33,7 @@ import shlex
 import shutil
 import socket
 import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -149,6 +149,32 @@ if not OmegaConf.has_resolver("emoclip.run_dir"):
     OmegaConf.register_new_resolver("emoclip.run_dir", hydra_run_dir, use_cache=True)
 
 
+def study_name(model: Mapping | None) -> str:
+    """What a model config trains, for run folders and report rows: its modality and its
+    towers as chosen (`text_hf` for model=text_lstm model/text_tower=hf, `image_cnn`,
+    `fusion_clip_cnn`: text and image towers); a network without towers (zero-shot CLIP, the
+    linear probe) by its model option's name. A tower is named by the module that defines it
+    (emoclip/models/towers/hf.py: hf, as its option in conf/model/text_tower/)."""
+    if not isinstance(model, Mapping):
+        return "model"
+    towers = {
+        m: str(tower.get("_target_", "")).rpartition(".")[0].rpartition(".")[2] or "tower"
+        for m in ("text", "image")
+        if isinstance(tower := model.get(f"{m}_tower"), Mapping)
+    }
+    if len(towers) == 2:
+        return f"fusion_{towers['text']}_{towers['image']}"
+    if towers:
+        (modality, tower), *_ = towers.items()
+        return f"{modality}_{tower}"
+    return str(model.get("name") or "model")
+
+
+# For conf/train.yaml's `name` (the run folder's): the study's model, named by what it trains.
+if not OmegaConf.has_resolver("emoclip.study_name"):
+    OmegaConf.register_new_resolver("emoclip.study_name", study_name)
+
+
 def flat_metrics(classes: Sequence[str], results: dict[str, dict]) -> dict:
     """metrics.json's content: flat `stage/metric` keys of val, test and the test ablations."""
     metrics: dict = {"classes": list(classes)}
@@ -213,11 +239,6 @@ def summary(run_dir: Path, metrics: dict) -> str:
                 f"f1_macro {metrics[f'{split}_majority/f1_macro']:.4f}"
             )
     return "\n".join(lines)
-
-
-def is_run_folder(path: Path) -> bool:
-    """A finished run: its composed config and a metrics.json that says it finished."""
-    return (path / CONFIG_FILE).is_file() and run_status(path) == FINISHED
 
 
 def read_metrics(run_dir: Path) -> dict:

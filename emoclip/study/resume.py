@@ -22,7 +22,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from emoclip.data.sources.base import location_keys
+from emoclip.data.sources.base import LOCATION_KEYS
 from emoclip.errors import ConfigError, DataError
 from emoclip.runs.run_folder import (
     CHECKPOINTS,
@@ -38,7 +38,7 @@ from emoclip.study.trust import GUARD_ONLY, Trust
 log = logging.getLogger(__name__)
 
 STUDY_KEYS = ("data", "model", "seed", "monitor", "monitor_mode")
-# Where the data lives (the keys its sources name: emoclip.data.sources.base.location_keys)
+# Where the data lives (emoclip.data.sources.base.LOCATION_KEYS)
 # and how fast it loads may change between launches; the study may not.
 LOADING_KEYS = {"num_workers", "pin_memory", "cache_dir"}
 # A run folder's checkpoints that hold a whole training state, to continue from.
@@ -163,7 +163,7 @@ def check_same_study(
         loaded = load_checkpoint(checkpoint)
     rebuilt = rebuilt_study(loaded, checkpoint, trust, cfg)
     stored = {key: _plain(rebuilt, key) for key in STUDY_KEYS}
-    not_study = location_keys(stored.get("data")) | location_keys(cfg.get("data"))
+    not_study = LOCATION_KEYS
     differences = []
     for key in STUDY_KEYS:
         now = cfg.get(key)
