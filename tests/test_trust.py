@@ -25,7 +25,8 @@ from omegaconf import OmegaConf
 
 from emoclip.errors import ConfigError
 from emoclip.evaluate import evaluate
-from emoclip.explain import example_html, explain
+from emoclip.explain import explain
+from emoclip.output.explanation_page import example_html
 from emoclip.predict import predict
 from emoclip.report import main as report_main
 from emoclip.study.build import config_dir
