@@ -119,8 +119,8 @@ def score_validation(folder: Path) -> dict[str, float]:
     cached = folder / "bench_val.json"
     if cached.is_file():
         return json.loads(cached.read_text())
-    from emoclip.restore import restore_study
-    from emoclip.study import build_trainer
+    from emoclip.study.build import build_trainer
+    from emoclip.study.restore import restore_study
 
     study, cfg = restore_study(folder / "checkpoints" / "best.ckpt")
     datamodule = study.datamodule

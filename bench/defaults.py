@@ -17,7 +17,7 @@ is a run folder under bench/out/defaults/ (finished ones are reused).
 
 Beside each, on the same examples (in-process, scikit-learn): the majority class of the train
 split; TF-IDF + logistic regression, plain and class-balanced (C chosen on val macro-F1); PCA +
-logistic regression on 32 px pixels (C on val). Every row is judged by emoclip.floor's rule
+logistic regression on 32 px pixels (C on val). Every row is judged by emoclip.output.floor's rule
 (one class predicted, or macro-F1 within 2 binomial standard errors of the majority's):
 `degenerate`. `--write` puts the table between the defaults markers of bench/RESULTS.md.
 """
@@ -163,10 +163,10 @@ def scores(truth: np.ndarray, predicted: np.ndarray, n: int) -> dict:
 
 
 def judged(predicted: dict, labels: dict, records: dict, classes, extra=None) -> dict:
-    """A peer's val and test scores, its confusion matrices, and emoclip.floor's verdict."""
+    """A peer's val and test scores, its confusion matrices, and emoclip.output.floor's verdict."""
     from sklearn.metrics import confusion_matrix
 
-    from emoclip.floor import assess
+    from emoclip.output.floor import assess
 
     results = {}
     for split in ("val", "test"):
@@ -285,7 +285,7 @@ def markdown(tables: dict, commands: list[str], args) -> str:
         f"This slice: `python bench/defaults.py {' '.join(args.shown_argv)}`. Mean +- standard",
         "deviation over the runs (seeds or folds); `over majority`: test macro-F1 minus the",
         "majority class's; `degenerate`: runs that predict one class or sit within 2 binomial",
-        "standard errors of the majority's macro-F1 (emoclip/floor.py).",
+        "standard errors of the majority's macro-F1 (emoclip/output/floor.py).",
     ]
     for set_key, rows in tables.items():
         lines += ["", f"### {SETS[set_key][0]}", "", head, "| " + " | ".join(["---"] * 10) + " |"]

@@ -51,7 +51,7 @@ def check_precisions(quick: bool) -> list[dict]:
     """A few steps of the default study in each precision the card can run."""
     import torch
 
-    from emoclip.study import build_study, build_trainer, prepare_process, resolve_precision
+    from emoclip.study.build import build_study, build_trainer, prepare_process, resolve_precision
 
     bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
     modes = ["auto", "32-true", "16-mixed"] + (["bf16-mixed"] if bf16 else [])
@@ -202,7 +202,7 @@ def main() -> None:
     import torch
 
     sys.path.insert(0, str(REPO))
-    from emoclip.study import resolve_precision
+    from emoclip.study.build import resolve_precision
 
     started = time.time()
     device = f"{torch.cuda.get_device_name(0)} (compute capability {torch.cuda.get_device_capability(0)})"

@@ -50,7 +50,7 @@ COMPACT_LSTM = [
     "model.network.embed_dim=64",
     "model.network.hidden_size=64",
     "model.network.dropout=0.5",
-    "model.tokenizer.min_frequency=2",
+    "model.text_tower.tokenizer.min_frequency=2",
 ]
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 

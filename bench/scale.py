@@ -214,7 +214,7 @@ def worker_images(
     from throughput import clock_callback, compose
 
     from emoclip.data.images import augment, normalize
-    from emoclip.study import build_study, build_trainer, prepare_process
+    from emoclip.study.build import build_study, build_trainer, prepare_process
 
     peak = AnonPeak()
     overrides = [
@@ -286,7 +286,7 @@ def worker_images(
 def worker_texts(manifest: Path, cache: Path, run_dir: Path) -> dict:
     from throughput import compose
 
-    from emoclip.study import build_study, prepare_process
+    from emoclip.study.build import build_study, prepare_process
 
     peak = AnonPeak()
     cfg = compose(

@@ -180,7 +180,7 @@ def compose(overrides: list[str], run_dir: Path):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    from emoclip.study import config_dir
+    from emoclip.study.build import config_dir
 
     with initialize_config_dir(config_dir(), version_base="1.3"):
         return hydra_compose(
@@ -223,7 +223,7 @@ def clock_callback():
 def worker_throughput(job: dict, run_dir: Path) -> dict:
     import torch
 
-    from emoclip.study import build_study, build_trainer, prepare_process
+    from emoclip.study.build import build_study, build_trainer, prepare_process
 
     cfg = compose([*job["overrides"], f"paths.cache_dir={run_dir / 'cache'}"], run_dir)
     prepare_process(cfg.seed)
@@ -291,7 +291,7 @@ def bare_loop(network, datamodule, cfg, steps: int) -> None:
 def worker_overhead(job: dict, run_dir: Path) -> dict:
     import torch
 
-    from emoclip.study import build_study, build_trainer, prepare_process
+    from emoclip.study.build import build_study, build_trainer, prepare_process
 
     cfg = compose(job["overrides"], run_dir)
     prepare_process(cfg.seed)
@@ -408,8 +408,8 @@ def worker_minilm(job: dict, run_dir: Path) -> dict:
     AutoModel object: training steps (full, partial, lora) or encoding the texts once
     (frozen: emoclip's feature cache against bare model(**batch))."""
     from emoclip.data.datamodule import EncodedSplit
-    from emoclip.models.feature_cache import _Encoder
-    from emoclip.study import build_study, build_trainer, prepare_process
+    from emoclip.study.build import build_study, build_trainer, prepare_process
+    from emoclip.study.feature_cache import _Encoder
 
     cfg = compose([*job["overrides"], f"paths.cache_dir={run_dir / 'cache'}"], run_dir)
     prepare_process(cfg.seed)

@@ -2,7 +2,7 @@
 each option names, and a display name.
 
 A stored study (a checkpoint's, a run folder's) is rebuilt from these options only
-(emoclip.stored_study): a group choice read from a file must name one of them, and an older
+(emoclip.study.stored_study): a group choice read from a file must name one of them, and an older
 file without recorded choices is matched to them by the `_target_` strings it holds (a lookup
 in this table; nothing is imported). The report names models and towers from it.
 """
@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from emoclip.cli import config_dir
+from emoclip.cli.entry import config_dir
 
 # Groups whose options are composed by Hydra itself, never by a stored study.
 NOT_STUDY_GROUPS = ("hydra", "local")

@@ -13,24 +13,23 @@ from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig
 
-from emoclip.cli import hydra_entry, run_entry
+from emoclip.cli.entry import hydra_entry, run_entry
 from emoclip.errors import ConfigError
 
 if TYPE_CHECKING:  # the entry imports only what Hydra needs; the work imports the rest
-    from emoclip.study import Study
+    from emoclip.study.build import Study
 
 log = logging.getLogger(__name__)
 
 
 def evaluate(cfg: DictConfig) -> dict:
-    from emoclip import floor
-    from emoclip.checkpoint_io import checkpoint_identity
-    from emoclip.cross_dataset import cross_dataset_study
-    from emoclip.restore import here, restore_study
-    from emoclip.run_folder import RunFolder, checkpoint_disagreement, summary, write_results
-    from emoclip.study import build_trainer
-    from emoclip.train import warn_if_degenerate
-    from emoclip.trust import Trust
+    from emoclip.output import floor
+    from emoclip.runs.run_folder import RunFolder, checkpoint_disagreement, summary, write_results
+    from emoclip.study.build import build_trainer
+    from emoclip.study.cross_dataset import cross_dataset_study
+    from emoclip.study.restore import here, restore_study
+    from emoclip.study.trust import Trust
+    from emoclip.system.checkpoint_io import checkpoint_identity
 
     run_dir = Path(cfg.paths.output_dir)
     folder = RunFolder(run_dir, entry="eval")
@@ -84,7 +83,7 @@ def evaluate(cfg: DictConfig) -> dict:
             f"scored ({part}: cross_dataset_split={cross['scored']})",
             flush=True,
         )
-    warn_if_degenerate(metrics)
+    floor.warn_if_degenerate(metrics)
     if note:
         log.warning(note)
         print(note, flush=True)
@@ -93,7 +92,7 @@ def evaluate(cfg: DictConfig) -> dict:
 
 def training_free_study(cfg: DictConfig) -> Study:
     """The study of a model that is used as it comes (zero-shot CLIP): no checkpoint needed."""
-    from emoclip.study import build_study, is_training_free, prepare_process
+    from emoclip.study.build import build_study, is_training_free, prepare_process
 
     if cfg.get("model") is None:
         raise ConfigError(

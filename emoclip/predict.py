@@ -17,16 +17,16 @@ from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig
 
-from emoclip.atomic import open_atomically
-from emoclip.cli import hydra_entry, run_entry
+from emoclip.cli.entry import hydra_entry, run_entry
 from emoclip.data.labels import LabelSpace
 from emoclip.data.readers import TextDecoder, csv_rows
 from emoclip.errors import ConfigError, DataError
+from emoclip.system.atomic import open_atomically
 
 if TYPE_CHECKING:  # the entry imports only what Hydra needs; the work imports the rest
     import torch
 
-    from emoclip.study import Study
+    from emoclip.study.build import Study
 
 INPUT_KEYS = {"text": "text", "image": "image"}  # modality -> command-line key and csv column
 
@@ -157,8 +157,8 @@ def predict(cfg: DictConfig) -> Path | str:
         raise ConfigError("give input=file.csv, or text= and/or image=, not both")
     if not cfg.get("input") and not single:
         raise ConfigError('nothing to predict: give text="..." and/or image=PATH, or input=CSV')
-    from emoclip.restore import restore_for_prediction
-    from emoclip.trust import Trust
+    from emoclip.study.restore import restore_for_prediction
+    from emoclip.study.trust import Trust
 
     study, study_cfg = restore_for_prediction(cfg.ckpt_path, Trust.from_entry(cfg))
     classes, modalities = study.module.classes, study.datamodule.modalities

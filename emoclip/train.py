@@ -8,14 +8,14 @@ from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig
 
-from emoclip.cli import hydra_entry, run_entry
+from emoclip.cli.entry import hydra_entry, run_entry
 from emoclip.errors import ConfigError
 
 if TYPE_CHECKING:  # the entry imports only what Hydra needs; the work imports the rest
     import lightning as L
 
-    from emoclip.resume import Resume
-    from emoclip.study import Study
+    from emoclip.study.build import Study
+    from emoclip.study.resume import Resume
 
 log = logging.getLogger(__name__)
 
@@ -23,18 +23,19 @@ log = logging.getLogger(__name__)
 def train(cfg: DictConfig) -> dict:
     """Fit, then validate and test the best checkpoint; write the run folder; return metrics.
 
-    The run folder's rules (emoclip.run_folder): everything that may refuse the run is checked
+    The run folder's rules (emoclip.runs.run_folder): everything that may refuse the run is checked
     before anything is written; the folder is locked while this run writes it; metrics.json is
     written last and says how the run ended."""
     from lightning.pytorch.utilities import rank_zero_only
 
-    from emoclip import tracking
-    from emoclip.early_stopping import small_validation_warning
-    from emoclip.resume import plan_resume
-    from emoclip.run_folder import RunFolder, summary
-    from emoclip.study import build_study, build_trainer, prepare_process
-    from emoclip.sweep import check_launchable
-    from emoclip.trust import Trust
+    from emoclip.output import floor
+    from emoclip.runs import tracking
+    from emoclip.runs.early_stopping import small_validation_warning
+    from emoclip.runs.run_folder import RunFolder, summary
+    from emoclip.runs.sweep import check_launchable
+    from emoclip.study.build import build_study, build_trainer, prepare_process
+    from emoclip.study.resume import plan_resume
+    from emoclip.study.trust import Trust
 
     run_dir = Path(cfg.paths.output_dir)
     folder = RunFolder(run_dir, entry="train", writes=rank_zero_only.rank == 0)
@@ -42,8 +43,8 @@ def train(cfg: DictConfig) -> dict:
         check_trainable(cfg)
         resume = plan_resume(cfg, Trust.from_entry(cfg))
         if resume.finished is not None:
-            from emoclip.console import start_job_log
-            from emoclip.run_folder import refuse_links
+            from emoclip.runs.console import start_job_log
+            from emoclip.runs.run_folder import refuse_links
 
             refuse_links(run_dir)
             start_job_log()  # its own folder: the log says the run was found finished
@@ -64,22 +65,12 @@ def train(cfg: DictConfig) -> dict:
         metrics = fit_and_record(study, trainer, resume, run_dir)
     if trainer.is_global_zero:
         print(summary(run_dir, metrics), flush=True)
-        warn_if_degenerate(metrics)
+        floor.warn_if_degenerate(metrics)
     return metrics
 
 
-def warn_if_degenerate(metrics: dict) -> None:
-    """The closing WARNING of a run no better than its majority class (emoclip.floor)."""
-    from emoclip.floor import warning
-
-    if metrics.get("fast_dev_run"):
-        return  # one batch per split: no result, and no warning about it
-    if text := warning(metrics):
-        log.warning(text)
-
-
 def check_trainable(cfg: DictConfig) -> None:
-    from emoclip.study import is_training_free
+    from emoclip.study.build import is_training_free
 
     if is_training_free(cfg.model):
         raise ConfigError(
@@ -103,9 +94,10 @@ def check_trainable(cfg: DictConfig) -> None:
 
 def fit_and_record(study: Study, trainer: L.Trainer, resume: Resume, run_dir: Path) -> dict:
     """Train, test, and (rank 0) write the run folder's results; return the metrics."""
-    from emoclip import floor, tracking
-    from emoclip.checkpoint_io import checkpoint_identity
-    from emoclip.run_folder import flat_metrics, summary, write_results
+    from emoclip.output import floor
+    from emoclip.runs import tracking
+    from emoclip.runs.run_folder import flat_metrics, summary, write_results
+    from emoclip.system.checkpoint_io import checkpoint_identity
 
     earlier_rows = {}
     if resume.in_place:
@@ -173,7 +165,12 @@ def fit_on_frozen_features(study: Study, trainer: L.Trainer, run_dir: Path) -> d
     return {"probe": selection}
 
 
-@hydra_entry("train")
+# The default study (conf/experiment/demo.yaml): `emoclip-train` with no arguments runs it, as
+# `make train` does; `emoclip-train model=clip_fusion` is the report's own model.
+DEFAULT_STUDY = ("experiment=demo",)
+
+
+@hydra_entry("train", without_arguments=DEFAULT_STUDY)
 def main(cfg: DictConfig) -> float | None:
     metrics = run_entry(cfg, lambda: train(cfg))
     return metrics.get(cfg.get("monitor"))

@@ -2,12 +2,12 @@ import os
 import tempfile
 from pathlib import Path
 
-# Each pytest-xdist worker gets its share of the CPUs for torch's threads (emoclip/threads.py
+# Each pytest-xdist worker gets its share of the CPUs for torch's threads (emoclip/system/threads.py
 # reads OMP_NUM_THREADS, and so do the entry points the tests start): two workers with a
 # thread per core each would oversubscribe the cores and run the suite about 40% slower.
 # Set before torch is first imported, which reads it then.
 if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
-    from emoclip.threads import available_cpus
+    from emoclip.system.threads import available_cpus
 
     _share = available_cpus()[0] // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, _share)))
@@ -16,10 +16,10 @@ import pytest  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from emoclip.study import config_dir  # noqa: E402
+from emoclip.study.build import config_dir  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-# The key that signs caches (emoclip/integrity.py): the tests' own, never the user's.
+# The key that signs caches (emoclip/system/integrity.py): the tests' own, never the user's.
 os.environ.setdefault(
     "EMOCLIP_SECRET_FILE", str(Path(tempfile.mkdtemp(prefix="emoclip-key-")) / "secret.key")
 )

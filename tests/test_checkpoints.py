@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 
-import emoclip.checkpoint_io
-from emoclip.checkpoint_io import SafeCheckpointIO, load_checkpoint_file
-from emoclip.cli import run_reporting_errors
+import emoclip.system.checkpoint_io
+from emoclip.cli.entry import run_reporting_errors
 from emoclip.errors import DataError, WriteError
-from emoclip.restore import load_checkpoint
+from emoclip.study.restore import load_checkpoint
+from emoclip.system.checkpoint_io import SafeCheckpointIO, load_checkpoint_file
 from emoclip.train import train
 from tests.conftest import QUIET, REPO, compose_train
 
@@ -34,7 +34,7 @@ def test_a_failed_write_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
         assert io.load_checkpoint(path)["epoch"] == 1  # the old file is untouched meanwhile
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(emoclip.checkpoint_io.torch, "save", save_half_then_fail)
+    monkeypatch.setattr(emoclip.system.checkpoint_io.torch, "save", save_half_then_fail)
     with pytest.raises(WriteError, match=f"^cannot write {path}: No space left on device"):
         io.save_checkpoint({"epoch": 2, "weights": torch.zeros(1000)}, path)
     monkeypatch.undo()
@@ -45,7 +45,7 @@ def test_a_failed_write_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
 
 WRITER = """
 import sys, torch
-from emoclip.checkpoint_io import SafeCheckpointIO
+from emoclip.system.checkpoint_io import SafeCheckpointIO
 io, step = SafeCheckpointIO(), 0
 while True:
     io.save_checkpoint({"step": step, "weights": torch.full((2_000_000,), float(step))}, sys.argv[1])

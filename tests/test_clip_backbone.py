@@ -6,7 +6,7 @@ import torch
 from emoclip.errors import BackboneLoadError, ConfigError
 from emoclip.models.clip_backbone import load_clip
 from emoclip.models.task import TaskSpec
-from emoclip.study import build_study
+from emoclip.study.build import build_study
 from emoclip.train import train
 from tests.conftest import QUIET, compose_train, save_tiny_clip
 

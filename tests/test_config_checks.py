@@ -13,13 +13,13 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException
 from omegaconf import open_dict
 
-from emoclip.cli import config_dir, expand_home
-from emoclip.config_checks import (
+from emoclip.cli.config_checks import (
     check_gpu_available,
     check_target_parameters,
     check_value_types,
     unread_added_keys,
 )
+from emoclip.cli.entry import config_dir, expand_home
 from emoclip.errors import ConfigError
 
 CONF = Path(config_dir())

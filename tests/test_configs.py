@@ -1,7 +1,11 @@
 """Every config in conf/ composes, and every value resolves."""
 
 import ast
+import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,12 +13,12 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
 from omegaconf import OmegaConf
 
-from emoclip.cli import run_reporting_errors
-from emoclip.report import load_run
-from emoclip.stored_study import read_stored_study
-from emoclip.study import config_dir
+from emoclip.cli.entry import run_reporting_errors
+from emoclip.output.comparison import load_run
+from emoclip.study.build import config_dir
+from emoclip.study.stored_study import RENAMED_TARGETS, read_stored_study
 from emoclip.train import train
-from tests.conftest import compose_train
+from tests.conftest import REPO, compose_train
 
 CONF = Path(config_dir())
 GROUPS = {
@@ -55,6 +59,59 @@ def test_option_composes_and_resolves(group, name, tmp_path):
         rebuilt = read_stored_study(stored, "a file", choices=choices, entry_paths=cfg.paths)
         for key in ("data", "model", "seed", "monitor"):
             assert OmegaConf.to_container(rebuilt, resolve=True)[key] == container[key], key
+
+
+def test_a_config_naming_classes_by_their_old_module_paths_is_read(tmp_path):
+    """Files written before the top-level modules moved into wings (issue 20) name their
+    classes by the old dotted paths (emoclip.faults.StopOnDivergence): read as today's."""
+    cfg = compose_train([], tmp_path)
+    today = {new: old for old, new in RENAMED_TARGETS.items() if old.startswith("emoclip.")}
+    current = OmegaConf.to_container(cfg, resolve=False)
+    text = json.dumps(current)
+    assert {t for t in today if f'"{t}"' in text} >= {
+        "emoclip.system.checkpoint_io.RunCheckpoint",
+        "emoclip.runs.faults.StopOnDivergence",
+        "emoclip.runs.early_stopping.EarlyStopping",
+    }
+    for new, old in today.items():
+        text = text.replace(f'"{new}"', f'"{old}"')
+    old_file = json.loads(text)
+    assert "emoclip.faults.StopOnDivergence" in text
+    for choices in (None, {"callbacks": "default", "trainer": "cpu"}):
+        rebuilt = read_stored_study(old_file, "an old run folder", choices=choices)
+        assert OmegaConf.to_container(rebuilt.callbacks) == current["callbacks"]
+        assert OmegaConf.to_container(rebuilt.trainer) == current["trainer"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "name"),
+    [
+        ([], "demo"),
+        (["seed=3"], "fusion_clip_clip_synthetic"),
+        (["model=text_lstm"], "text_lstm_synthetic"),
+    ],
+)
+def test_emoclip_train_without_arguments_runs_the_default_study_of_make_train(argv, name, tmp_path):
+    """One default study: `emoclip-train` alone is `make train` (experiment=demo); a command
+    line with overrides composes exactly those."""
+    assert "$(BIN)/emoclip-train $(ARGS)\n" in (REPO / "Makefile").read_text()
+    # emoclip-train's own entry (emoclip.cli.entry.hydra_entry, emoclip.train.DEFAULT_STUDY)
+    # around a task that prints the run's name, in a process of its own (Hydra sets up logging).
+    probe = (
+        "from emoclip.cli.entry import hydra_entry\n"
+        "from emoclip.train import DEFAULT_STUDY\n"
+        "@hydra_entry('train', without_arguments=DEFAULT_STUDY)\n"
+        "def composed(cfg):\n"
+        "    print('name:', cfg.name)\n"
+        "composed()\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-c", probe, *argv], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"name: {name}\n" in done.stdout
+    assert name in str(next((tmp_path / "outputs").glob("*/*")))  # its run folder's name
 
 
 @pytest.mark.parametrize("entry", ["eval", "explain"])
@@ -131,7 +188,7 @@ def test_bad_config_values_stop_before_any_work(overrides, message, tmp_path):
 def test_precision_auto_picks_bf16_only_where_the_gpu_has_it(monkeypatch):
     import torch
 
-    from emoclip.study import resolve_precision
+    from emoclip.study.build import resolve_precision
 
     assert resolve_precision("16-mixed", "gpu") == "16-mixed"
     assert resolve_precision("auto", "cpu") == "32-true"
@@ -145,7 +202,7 @@ def test_precision_auto_picks_bf16_only_where_the_gpu_has_it(monkeypatch):
 def test_every_data_key_an_error_message_names_exists():
     """Messages in emoclip's data code that tell the user to set data.<key> name keys that the
     data configs have (an old message suggested data.val_fraction when there was none)."""
-    from emoclip.study import config_dir as conf
+    from emoclip.study.build import config_dir as conf
 
     named = set()
     for path in Path(conf()).parent.joinpath("emoclip").rglob("*.py"):

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import warnings
 
-from emoclip.console import NOISE_WARNINGS, _Tee, silence_library_noise
+from emoclip.runs.console import NOISE_WARNINGS, _Tee, silence_library_noise
 from tests.conftest import QUIET
 
 NOISE = (

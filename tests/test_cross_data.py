@@ -1,4 +1,4 @@
-"""Cross-data evaluation scores every example of the other set by default (emoclip/cross_dataset.py)."""
+"""Cross-data evaluation scores every example of the other set by default (emoclip/study/cross_dataset.py)."""
 
 import json
 
@@ -8,7 +8,7 @@ from hydra import compose, initialize_config_dir
 from PIL import Image
 
 from emoclip.evaluate import evaluate
-from emoclip.study import config_dir
+from emoclip.study.build import config_dir
 from emoclip.train import train
 from tests.conftest import QUIET, SMALL_DATA, compose_train
 

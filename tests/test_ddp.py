@@ -10,7 +10,7 @@ import sys
 import pytest
 from hydra import compose, initialize_config_dir
 
-from emoclip.study import config_dir
+from emoclip.study.build import config_dir
 from tests.conftest import QUIET, REPO, SMALL_DATA
 
 DDP_ON_CPU = [

@@ -7,7 +7,7 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping as LightningEarlyStopping
 from torch.utils.data import DataLoader, TensorDataset
 
-from emoclip.early_stopping import EarlyStopping, predicts_one_class, small_validation_warning
+from emoclip.runs.early_stopping import EarlyStopping, predicts_one_class, small_validation_warning
 from tests.conftest import compose_train
 
 # Per epoch: the classes the toy model predicts on its 6 validation examples (true labels

@@ -73,7 +73,7 @@ def comparable(metrics: dict) -> dict:
 def test_a_run_interrupted_at_any_step_resumes_to_the_straight_runs_metrics(
     tmp_path, caplog, straight, step, hook, checkpoint
 ):
-    caplog.set_level(logging.INFO, logger="emoclip.resume")
+    caplog.set_level(logging.INFO, logger="emoclip.study.resume")
     run_dir = tmp_path / "resumed"
     resumed = interrupted_then_resumed(TINY, run_dir, step, hook)
     assert comparable(resumed) == comparable(straight)
@@ -96,7 +96,7 @@ def test_images_with_augmentation_and_fresh_text_draws_resume_exactly_mid_epoch(
 ):
     # Faces augmented on each batch (torch's generator), a text drawn per image per epoch (the
     # EpochSampler), dropout: interrupted within epoch 2's third batch.
-    caplog.set_level(logging.INFO, logger="emoclip.resume")
+    caplog.set_level(logging.INFO, logger="emoclip.study.resume")
     straight = train(compose_train(paired_study, tmp_path / "straight"))
     resumed = interrupted_then_resumed(paired_study, tmp_path / "resumed", 7, "on_before_backward")
     assert "interrupted.ckpt (in epoch 2, from its training batch 3; global step 7)" in caplog.text

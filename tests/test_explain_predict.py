@@ -12,12 +12,12 @@ import torch
 from hydra import compose, initialize_config_dir
 from PIL import Image
 
-import emoclip.atomic
+import emoclip.system.atomic
 from emoclip.errors import ConfigError, DataError, EmoclipError
 from emoclip.explain import explain
 from emoclip.predict import predict, predict_probabilities
-from emoclip.restore import restore_for_prediction, restore_study
-from emoclip.study import config_dir
+from emoclip.study.build import config_dir
+from emoclip.study.restore import restore_for_prediction, restore_study
 from emoclip.train import train
 from tests.conftest import QUIET, REPO, TINY_CLIP, compose_train
 
@@ -193,7 +193,7 @@ def test_the_predictions_csv_is_written_whole_or_not_at_all(checkpoints, tmp_pat
     def full_disk(fd):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(emoclip.atomic.os, "fsync", full_disk)
+    monkeypatch.setattr(emoclip.system.atomic.os, "fsync", full_disk)
     with pytest.raises(EmoclipError, match=f"cannot write {out}: No space left on device"):
         predict(
             compose_entry("predict", [f"ckpt_path={checkpoints['text_lstm']}", f"input={source}"])

@@ -16,10 +16,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from emoclip.checkpoint_io import load_checkpoint_file
-from emoclip.cli import run_reporting_errors
+from emoclip.cli.entry import run_reporting_errors
 from emoclip.errors import TrainingError
-from emoclip.faults import StopOnDivergence
+from emoclip.runs.faults import StopOnDivergence
+from emoclip.system.checkpoint_io import load_checkpoint_file
 from emoclip.train import train
 from tests.conftest import QUIET, REPO, compose_train
 

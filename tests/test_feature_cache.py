@@ -18,8 +18,8 @@ from emoclip.data.datamodule import FeatureSplit
 from emoclip.data.images import normalize
 from emoclip.errors import ConfigError
 from emoclip.evaluate import evaluate
-from emoclip.models.feature_cache import content_digest
-from emoclip.study import build_study, build_trainer, config_dir, prepare_process
+from emoclip.study.build import build_study, build_trainer, config_dir, prepare_process
+from emoclip.study.feature_cache import content_digest
 from emoclip.train import train
 from tests.conftest import QUIET, compose_train, save_tiny_bert
 

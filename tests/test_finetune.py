@@ -14,7 +14,7 @@ from emoclip.models.tower_fusion import TowerFusion
 from emoclip.models.towers.cnn import CNNImageTower
 from emoclip.models.towers.hf import HFImageTower, HFTextTower
 from emoclip.models.towers.lstm import LSTMTextTower
-from emoclip.study import build_study
+from emoclip.study.build import build_study
 from tests.conftest import GEOMETRY, clip_towers, compose_train, save_tiny_bert, save_tiny_vit
 from tests.test_tower_fusion import TASK, batch
 

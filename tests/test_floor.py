@@ -5,7 +5,7 @@ import logging
 
 import pytest
 
-from emoclip.floor import assess, constant_scores, floors, noise
+from emoclip.output.floor import assess, constant_scores, floors, noise
 from emoclip.report import main as report
 from emoclip.train import train
 from tests.conftest import QUIET, SMALL_DATA, compose_train

@@ -11,13 +11,13 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from emoclip.contract import ImagePreprocessing
 from emoclip.data.tokenizer import load_pretrained_tokenizer
 from emoclip.errors import BackboneLoadError, ConfigError
-from emoclip.models.base import ImagePreprocessing
 from emoclip.models.task import TaskSpec
 from emoclip.models.tower_fusion import TowerFusion
 from emoclip.models.towers.hf import HFImageTower, HFTextTower
-from emoclip.study import build_study
+from emoclip.study.build import build_study
 from emoclip.train import train
 from tests.conftest import QUIET, compose_train, save_tiny_bert, save_tiny_clip, save_tiny_vit
 
@@ -244,7 +244,7 @@ def test_real_minilm_sentence_embeddings_tell_emotions_apart():
 
 
 def test_integrated_gradients_run_through_an_hf_text_towers_embeddings(folders):
-    from emoclip.attribution import attribute
+    from emoclip.output.attribution import attribute
 
     tokenizer = load_pretrained_tokenizer(str(folders / "bert"))
     task = TaskSpec(classes=("a", "b", "c"), vocab_size=len(tokenizer))

@@ -4,7 +4,7 @@ import stat
 import pytest
 
 from emoclip.errors import ConfigError
-from emoclip.integrity import keyed_digest, same_digest, secret_key, secret_path
+from emoclip.system.integrity import keyed_digest, same_digest, secret_key, secret_path
 
 
 @pytest.fixture

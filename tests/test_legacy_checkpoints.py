@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from emoclip.errors import ConfigError
-from emoclip.models.legacy import refuse_resuming, upgrade_checkpoint
-from emoclip.restore import load_checkpoint, restore_for_prediction, restore_study
+from emoclip.models.old_parameters import refuse_resuming
+from emoclip.study.legacy import upgrade_checkpoint
+from emoclip.study.restore import load_checkpoint, restore_for_prediction, restore_study
 
 LEGACY = Path(__file__).parent / "fixtures" / "legacy"
 LOGITS = json.loads((LEGACY / "logits.json").read_text())

@@ -13,7 +13,7 @@ from sklearn.linear_model import LogisticRegression
 from emoclip.errors import ConfigError
 from emoclip.models.linear_probe import ClipLinearProbe
 from emoclip.models.task import TaskSpec
-from emoclip.restore import restore_study
+from emoclip.study.restore import restore_study
 from emoclip.train import train
 from tests.conftest import GEOMETRY, QUIET, TINY_CLIP, compose_train
 

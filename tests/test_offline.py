@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from emoclip import offline
+from emoclip.system import offline
 
 # A port nothing listens on: the connection is refused at once, as on a machine without network.
 UNREACHABLE = "http://127.0.0.1:9"
@@ -91,7 +91,7 @@ def test_a_checkpoint_is_probed_for_only_if_its_model_names_the_hub(
 
 
 def test_eval_reads_a_run_folders_best_checkpoint_and_says_a_missing_one_first(tmp_path, caplog):
-    from emoclip.cli import checkpoint_to_read
+    from emoclip.cli.entry import checkpoint_to_read
     from emoclip.errors import ConfigError
 
     run_dir = tmp_path / "my_run"
@@ -99,7 +99,7 @@ def test_eval_reads_a_run_folders_best_checkpoint_and_says_a_missing_one_first(t
     with pytest.raises(ConfigError, match=r"a folder without checkpoints/best.ckpt"):
         checkpoint_to_read(str(run_dir))
     (run_dir / "checkpoints" / "best.ckpt").write_bytes(b"")
-    caplog.set_level("INFO", logger="emoclip.cli")
+    caplog.set_level("INFO", logger="emoclip.cli.entry")
     assert checkpoint_to_read(str(run_dir)) == str(run_dir / "checkpoints" / "best.ckpt")
     assert f"ckpt_path={run_dir} is a run folder: reading its checkpoints/best.ckpt" in caplog.text
     with pytest.raises(ConfigError, match=r"ckpt_path=\S+/gone.ckpt: no such file"):

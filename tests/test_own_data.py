@@ -1,5 +1,5 @@
 """Bring your own data: every source trains from the command line on files in its real format
-(the synthetic demo set written by emoclip.data.examples, plus tables written here), a
+(the synthetic demo set written by emoclip.demo.examples, plus tables written here), a
 checkpoint evaluates on another data set, and a moved data set is found with data.root."""
 
 import csv
@@ -14,10 +14,10 @@ import pyarrow.parquet as pq
 import pytest
 from hydra import compose, initialize_config_dir
 
-from emoclip.cli import run_reporting_errors
-from emoclip.data.examples import write_examples
+from emoclip.cli.entry import run_reporting_errors
+from emoclip.demo.examples import write_examples
 from emoclip.evaluate import evaluate
-from emoclip.study import config_dir
+from emoclip.study.build import config_dir
 from emoclip.train import train
 from tests.conftest import QUIET, TINY_CLIP, compose_train
 

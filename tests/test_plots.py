@@ -3,7 +3,7 @@
 import matplotlib.pyplot as plt
 import pytest
 
-from emoclip.plots import _epoch_axis, _epoch_of, plot_curves, plot_overlaid_curves
+from emoclip.runs.plots import _epoch_axis, _epoch_of, plot_curves, plot_overlaid_curves
 
 HISTORY = [
     {"epoch": 1, "val/loss": 1.5, "val/acc": 0.4, "train/acc": 0.3},
@@ -51,8 +51,8 @@ def fused_results(**majority):
 
 
 def test_a_fusion_run_folder_plots_the_fused_model_beside_its_ablations(tmp_path):
-    from emoclip.plots import plot_ablations
-    from emoclip.run_folder import flat_metrics, write_results
+    from emoclip.runs.plots import plot_ablations
+    from emoclip.runs.run_folder import flat_metrics, write_results
 
     write_results(tmp_path / "run", ["a", "b"], fused_results())
     assert (tmp_path / "run" / "plots" / "ablations.png").is_file()

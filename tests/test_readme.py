@@ -247,7 +247,7 @@ def _composed(overrides: list[str]) -> str:
 
 
 def _checked(check_name: str, overrides: list[str], config_name: str = "train") -> str:
-    from emoclip import config_checks
+    from emoclip.cli import config_checks
     from tests.test_config_checks import hydra_job
 
     def run():
@@ -261,14 +261,14 @@ def _checked(check_name: str, overrides: list[str], config_name: str = "train") 
 
 
 def _not_a_checkpoint(tmp_path: Path) -> str:
-    from emoclip.restore import load_checkpoint
+    from emoclip.study.restore import load_checkpoint
 
     (tmp_path / "random.ckpt").write_bytes(os.urandom(256))
     return _raised(lambda: load_checkpoint(tmp_path / "random.ckpt"))
 
 
 def _missing_model_folder(tmp_path: Path) -> str:
-    from emoclip.study import build_study
+    from emoclip.study.build import build_study
 
     cfg = compose_train(
         ["model/backbone=clip_vit_b32", "model.backbone.name_or_path=/models/clip"], tmp_path
@@ -285,7 +285,7 @@ def _no_gpu(tmp_path: Path) -> str:
 
 
 def _no_checkpoint_file(tmp_path: Path) -> str:
-    from emoclip.cli import checkpoint_to_read
+    from emoclip.cli.entry import checkpoint_to_read
 
     return _raised(lambda: checkpoint_to_read(str(tmp_path / "gone.ckpt")))
 

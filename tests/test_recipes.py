@@ -5,7 +5,7 @@ import torch
 
 from emoclip.errors import ConfigError
 from emoclip.models.recipes import Recipe, rate_factor, read_recipe
-from emoclip.study import build_study
+from emoclip.study.build import build_study
 from tests.conftest import SMALL_DATA, compose_train, save_tiny_bert
 
 

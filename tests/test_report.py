@@ -12,7 +12,8 @@ import pytest
 from omegaconf import OmegaConf
 from PIL import Image
 
-from emoclip.report import main, split_protocol
+from emoclip.output.comparison import split_protocol
+from emoclip.report import main
 from tests.conftest import QUIET, compose_train
 
 CLASSES = ["anger", "happiness", "sadness"]
@@ -88,6 +89,22 @@ def test_seeds_of_one_config_are_one_row(tmp_path):
         assert (sweep / png).is_file() and f'<img src="{png}"' in page
 
 
+def test_a_row_and_its_run_folder_are_named_by_the_modality_and_towers_that_ran(tmp_path):
+    """model=text_lstm with the Hugging Face text tower is not the LSTM: named text_hf."""
+    sweep = tmp_path / "sweep"
+    chosen = {
+        "text_lstm": ["model=text_lstm"],
+        "text_hf": ["model=text_lstm", "model/text_tower=hf"],
+        "fusion_clip_cnn": ["model/image_tower=cnn"],
+    }
+    for name, overrides in chosen.items():
+        run = fake_run(sweep / name, overrides, 0.5, 0.4)
+        assert compose_train(overrides, run).name == f"{name}_synthetic"  # the run folder's
+    main([str(sweep)])
+    rows = table((sweep / "report.md").read_text(), "row")
+    assert sorted(row["model"] for row in rows) == sorted(chosen)
+
+
 def table_after(markdown: str, heading: str) -> list[dict[str, str]]:
     return table(markdown[markdown.index(heading) :], "row")
 
@@ -105,7 +122,7 @@ def test_a_swept_key_becomes_a_column_and_ablations_show(tmp_path):
     rows = table(md, "row")
     assert [row["lr"] for row in rows] == ["0.001", "0.01"]
     assert [row["runs"] for row in rows] == ["3", "3"]
-    assert "- `model`: clip_fusion" in md and "- `fusion`: concat" in md
+    assert "- `model`: fusion_clip_clip" in md and "- `fusion`: concat" in md
     ablation = table_after(md, "Per-modality ablation")
     assert [row["row"] for row in ablation] == ["#1 lr=0.001", "#2 lr=0.01"]
     assert ablation[0]["text only"] == "0.9000 ± 0.0000"
@@ -251,6 +268,8 @@ TINY_SWEEP = [
     "data.dataset.test_size=35",
 ]
 MODELS = ("clip_fusion", "text_lstm", "image_cnn")
+# Each model option's row in the report: its modality and towers (the run folders' names too).
+ROWS = {"clip_fusion": "fusion_clip_clip", "text_lstm": "text_lstm", "image_cnn": "image_cnn"}
 
 
 def run_module(module: str, *args: str) -> subprocess.CompletedProcess:
@@ -292,9 +311,9 @@ def test_sweep_report_matches_the_runs_metrics(sweep):
     assert {model: len(r) for model, r in runs.items()} == dict.fromkeys(MODELS, 3)
     md = (sweep / "report.md").read_text()
     rows = table(md, "row")
-    assert [row["model"] for row in rows] == list(MODELS)
-    for row in rows:
-        model_runs = runs[row["model"]]
+    assert [row["model"] for row in rows] == [ROWS[m] for m in MODELS]
+    for row, model in zip(rows, MODELS, strict=True):
+        model_runs = runs[model]
         assert row["runs"] == "3"
         for column, key in (("test acc", "test/acc"), ("test macro-F1", "test/f1_macro")):
             values = np.array([m[key] for m in model_runs])
@@ -309,7 +328,7 @@ def test_sweep_report_matches_the_runs_metrics(sweep):
             assert float(row[name]) == pytest.approx(expected, abs=5e-5)
 
     (ablation,) = table_after(md, "Per-modality ablation")
-    assert ablation["row"].startswith("#1 clip_fusion")
+    assert ablation["row"].startswith("#1 fusion_clip_clip")
     for column, scope in (("text only", "test_text_only"), ("image only", "test_image_only")):
         values = np.array([m[f"{scope}/acc"] for m in runs["clip_fusion"]])
         assert parse_mean_std(ablation[column]) == pytest.approx(
@@ -329,7 +348,7 @@ def test_sweep_report_matches_the_runs_metrics(sweep):
 def test_history_from_metrics_csv_matches_metrics_json(sweep):
     """Run folders without metrics.json's history (older ones) get their curves from the csv
     logger's metrics.csv: the same numbers."""
-    from emoclip.run_folder import read_history
+    from emoclip.runs.run_folder import read_history
 
     for run_dir in sorted(p.parent for p in sweep.glob("*/metrics.json")):
         recorded = json.loads((run_dir / "metrics.json").read_text())["history"]

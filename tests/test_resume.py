@@ -10,9 +10,9 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from emoclip.errors import ConfigError
-from emoclip.resume import Resume, plan_resume
-from emoclip.run_folder import run_status
-from emoclip.study import config_dir
+from emoclip.runs.run_folder import run_status
+from emoclip.study.build import config_dir
+from emoclip.study.resume import Resume, plan_resume
 from emoclip.train import train
 from tests.conftest import QUIET, compose_train
 from tests.test_sources import write_ckplus48, write_dair

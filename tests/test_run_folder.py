@@ -23,16 +23,14 @@ import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-import emoclip.atomic
-import emoclip.checkpoint_io
-import emoclip.run_folder
-from emoclip.checkpoint_io import file_sha256, load_checkpoint_file
-from emoclip.cli import run_reporting_errors
+import emoclip.runs.run_folder
+import emoclip.system.atomic
+import emoclip.system.checkpoint_io
+from emoclip.cli.entry import run_reporting_errors
 from emoclip.errors import ConfigError, RunFolderError, WriteError
 from emoclip.evaluate import evaluate
 from emoclip.report import main as report_main
-from emoclip.resume import plan_resume
-from emoclip.run_folder import (
+from emoclip.runs.run_folder import (
     claim_new_dir,
     git_commit,
     lock_folder,
@@ -42,7 +40,9 @@ from emoclip.run_folder import (
     write_results,
     write_versions,
 )
-from emoclip.study import config_dir
+from emoclip.study.build import config_dir
+from emoclip.study.resume import plan_resume
+from emoclip.system.checkpoint_io import file_sha256, load_checkpoint_file
 from emoclip.train import train
 from tests.conftest import REPO, compose_train
 from tests.test_entrypoints import run
@@ -257,9 +257,11 @@ def test_an_unreadable_metrics_json_is_an_unfinished_run(tmp_path):
 
 def test_metrics_json_is_written_last_and_whole(tmp_path, monkeypatch):
     written = []
-    real = emoclip.run_folder.write_atomically
+    real = emoclip.runs.run_folder.write_atomically
     monkeypatch.setattr(
-        emoclip.run_folder, "write_atomically", lambda p, c: (written.append(p.name), real(p, c))
+        emoclip.runs.run_folder,
+        "write_atomically",
+        lambda p, c: (written.append(p.name), real(p, c)),
     )
     results = {"test": {"test/acc": 0.5, "test/confusion_matrix": [[1, 0], [0, 1]]}}
     write_results(tmp_path, ["a", "b"], results, [{"epoch": 0, "val/acc": 0.5}], {"test": ["x"]})
@@ -269,7 +271,7 @@ def test_metrics_json_is_written_last_and_whole(tmp_path, monkeypatch):
     def full_disk(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(emoclip.atomic.os, "fsync", full_disk)
+    monkeypatch.setattr(emoclip.system.atomic.os, "fsync", full_disk)
     with pytest.raises(WriteError, match=f"^cannot write {tmp_path / 'metrics.json'}: No space"):
         write_results(tmp_path, ["a", "b"], {"test": {"test/acc": 0.9}}, extra={"x": 1})
     assert (tmp_path / "metrics.json").read_bytes() == previous  # not 0 bytes, not half
@@ -295,7 +297,7 @@ def test_ckpt_path_last_without_a_run_folder_says_how_to_name_one(tmp_path):
     last_line = result.stderr.strip().splitlines()[-1]
     assert last_line.startswith("emoclip: ckpt_path=last continues the run in the folder")
     assert "add hydra.run.dir=<the run folder>" in last_line
-    assert not list((tmp_path / "outputs").rglob("*_clip_fusion_*"))
+    assert not list((tmp_path / "outputs").rglob("*_fusion_clip_clip_*"))
 
 
 def test_max_epochs_0_is_refused(tmp_path):
@@ -329,7 +331,7 @@ def test_a_full_disk_ends_in_one_line_and_keeps_the_last_good_checkpoint(tmp_pat
             raise OSError(errno.ENOSPC, "No space left on device")
         real_save(obj, file, *args, **kwargs)
 
-    monkeypatch.setattr(emoclip.checkpoint_io.torch, "save", save_then_fill_the_disk)
+    monkeypatch.setattr(emoclip.system.checkpoint_io.torch, "save", save_then_fill_the_disk)
     cfg = compose_train([*TINY, "trainer.max_epochs=2"], run_dir)
     with pytest.raises(SystemExit) as stop:
         run_reporting_errors(lambda: train(cfg))

@@ -14,7 +14,7 @@ from PIL import Image
 from emoclip.data.datamodule import EmotionDataModule
 from emoclip.data.labels import LabelSpace
 from emoclip.data.readers import TextDecoder
-from emoclip.data.sources.base import Source, location_keys, source_class, split_protocol
+from emoclip.data.sources.base import LOCATION_KEYS, Source, source_class, split_protocol
 from emoclip.data.sources.ckplus import CkPlus
 from emoclip.data.sources.dair_emotion import DairEmotion
 from emoclip.data.sources.image_folders import ImageFolders
@@ -376,13 +376,13 @@ def test_every_source_describes_its_split_protocol(overrides, protocol, tmp_path
     assert split_protocol(OmegaConf.to_container(cfg.data, resolve=False)).startswith(protocol)
 
 
-def test_location_keys_come_from_the_data_config(tmp_path, monkeypatch):
-    from omegaconf import OmegaConf
-
-    data = OmegaConf.to_container(compose_train(["data=ckplus_dair"], tmp_path).data)
-    assert location_keys(data) == {"data.root", "data.data_dir"}
-    monkeypatch.setattr(CkPlus, "location_keys", ("labels_file",))
-    assert "data.dataset.image.labels_file" in location_keys(data)
+def test_location_keys_come_from_the_data_config(tmp_path):
+    """Every location a data config names is under data.root (a pair's too: root.image,
+    root.text) or data.data_dir: no source has a location key of its own."""
+    data = compose_train(["data=ckplus_dair"], tmp_path).data
+    assert {"data.root", "data.data_dir"} == LOCATION_KEYS
+    assert set(data.root) == {"image", "text"}
+    assert not any("root" in key or "dir" in key for key in data.dataset.image)
 
 
 def test_only_emoclips_own_source_classes_are_looked_up_from_a_config():

@@ -67,7 +67,7 @@ def test_links_in_a_run_folder_are_never_written_through(tmp_path):
 
 
 def test_the_printed_continue_command_repeats_no_trust_and_no_payload(tmp_path):
-    from emoclip.run_folder import continue_command
+    from emoclip.runs.run_folder import continue_command
 
     (tmp_path / ".hydra").mkdir()
     planted = [
@@ -113,8 +113,8 @@ def test_a_run_folder_alone_is_enough_to_continue_it(tmp_path):
 def test_a_full_disk_inside_torchs_zip_writer_is_one_line(tmp_path, monkeypatch):
     """torch's zip writer raises RuntimeError on ENOSPC: said as the disk being full, and the
     previous checkpoint is kept whole."""
-    from emoclip import checkpoint_io
     from emoclip.errors import WriteError
+    from emoclip.system import checkpoint_io
 
     path = tmp_path / "last.ckpt"
     checkpoint_io.save_atomically({"epoch": 0}, path)
@@ -177,7 +177,7 @@ def test_predict_refuses_a_csv_with_a_repeated_column(tmp_path):
 
 
 def test_a_truncated_last_ckpt_gives_way_to_the_next_whole_checkpoint(tmp_path, caplog):
-    from emoclip.resume import plan_resume
+    from emoclip.study.resume import plan_resume
 
     run_dir = tmp_path / "run"
     train(compose_train([*TINY, "trainer.max_epochs=2"], run_dir))

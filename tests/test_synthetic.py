@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from emoclip.data.sources.synthetic import SyntheticEmotions
-from emoclip.data.synthetic import (
+from emoclip.demo.synthetic import (
     _LEXICON,
     DEFAULT_CLASSES,
     SUPPORTED_CLASSES,

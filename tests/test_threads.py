@@ -1,4 +1,4 @@
-"""emoclip's thread count follows the CPUs this process may use (emoclip/threads.py)."""
+"""emoclip's thread count follows the CPUs this process may use (emoclip/system/threads.py)."""
 
 import logging
 
@@ -6,8 +6,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from emoclip import threads
 from emoclip.errors import ConfigError
+from emoclip.system import threads
 
 
 @pytest.fixture
@@ -49,7 +49,7 @@ def test_omp_num_threads_and_trainer_threads_win(no_limits, monkeypatch, caplog)
         assert threads.configure(cfg) == 2
     assert torch.get_num_threads() == 2
     assert "threads" not in cfg.trainer  # Lightning's Trainer never sees it
-    lines = [r.getMessage() for r in caplog.records if r.name == "emoclip.threads"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "emoclip.system.threads"]
     assert lines == [
         "torch threads: 2, from trainer.threads; DataLoader workers: 4 (from the CPUs)"
     ]

@@ -1,5 +1,5 @@
 """A file never chooses what code runs: a checkpoint or run folder is rebuilt from emoclip's
-own configs (emoclip.stored_study), taking only plain values from the file. Crafted files
+own configs (emoclip.study.stored_study), taking only plain values from the file. Crafted files
 carrying code in every way we know of (a chain of `_target_`s under any key, special or not; an
 interpolation; a resolver; an emoclip function that writes files; a method reached through a
 class; code in the checkpoint's other entries) are refused by every entry that reads one,
@@ -25,13 +25,14 @@ from omegaconf import OmegaConf
 
 from emoclip.errors import ConfigError
 from emoclip.evaluate import evaluate
-from emoclip.explain import example_html, explain
+from emoclip.explain import explain
+from emoclip.output.explanation_page import example_html
 from emoclip.predict import predict
 from emoclip.report import main as report_main
-from emoclip.stored_study import SPECIAL_KEYS, read_stored_study
-from emoclip.study import config_dir
+from emoclip.study.build import config_dir
+from emoclip.study.stored_study import SPECIAL_KEYS, read_stored_study
+from emoclip.study.trust import GUARD_ONLY, Trust
 from emoclip.train import train
-from emoclip.trust import GUARD_ONLY, Trust
 from tests.conftest import QUIET, compose_train
 
 SECRET = "EMOCLIP_TEST_SECRET"
@@ -113,7 +114,7 @@ def attacks(chain: Chain) -> dict:
             lambda c: _put(
                 c,
                 "data.dataset",
-                {"_target_": "emoclip.data.examples.write_examples", "folder": str(chain.folder)},
+                {"_target_": "emoclip.demo.examples.write_examples", "folder": str(chain.folder)},
             ),
         ),
         "method through a class": (
@@ -343,7 +344,7 @@ def test_report_refuses_a_yaml_alias_bomb_and_a_linked_config_at_once(tmp_path):
 def test_explains_page_escapes_class_names_from_the_checkpoint():
     import numpy as np
 
-    from emoclip.attribution import Attribution
+    from emoclip.output.attribution import Attribution
 
     classes = ("<script>alert(1)</script>", "joy")
     result = Attribution(
@@ -504,7 +505,7 @@ def test_a_checkpoint_with_the_users_own_code_evaluates_with_the_flag(tmp_path, 
 
 def test_a_checkpoint_never_chooses_paths(tmp_path):
     """The feature cache and every other path come from the command's own config."""
-    from emoclip.restore import study_config
+    from emoclip.study.restore import study_config
 
     hparams = study(tmp_path)
     hparams["paths"]["cache_dir"] = str(tmp_path / "chosen_by_the_file")

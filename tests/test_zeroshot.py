@@ -14,7 +14,7 @@ from emoclip.errors import ConfigError
 from emoclip.evaluate import evaluate
 from emoclip.models.clip_zeroshot import ClipZeroShot
 from emoclip.models.task import TaskSpec
-from emoclip.study import config_dir
+from emoclip.study.build import config_dir
 from emoclip.train import train
 from tests.conftest import compose_train, save_tiny_clip
 
@@ -32,8 +32,10 @@ def tiny_clip_folder(tmp_path_factory):
 
 def zeroshot(folder, **options) -> ClipZeroShot:
     backbone = {"name_or_path": str(folder), "image_size": 32}
+    # The study hands the network its tokenizer (Network.needs_tokenizer: the class prompts).
+    task = TaskSpec(classes=TASK.classes, tokenizer=load_pretrained_tokenizer(str(folder)))
     return ClipZeroShot(
-        TASK,
+        task,
         backbone,
         image_templates=options.get("image_templates", IMAGE_TEMPLATES),
         text_templates=options.get("text_templates", TEXT_TEMPLATES),

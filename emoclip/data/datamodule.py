@@ -22,8 +22,18 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
+from emoclip.contract import (
+    ATTENTION_MASK,
+    IMAGE_FEATURES,
+    INPUT_IDS,
+    MODALITIES,
+    PIXEL_VALUES,
+    PIXELS,
+    TEXT_FEATURES,
+    normalization_stats,
+)
 from emoclip.data.file_hashes import remembered_in
-from emoclip.data.images import augment, normalization_stats, normalize
+from emoclip.data.images import augment, normalize
 from emoclip.data.labels import LabelSpace
 from emoclip.data.length_batches import LengthBucketSampler
 from emoclip.data.records import SPLITS, Record
@@ -31,11 +41,10 @@ from emoclip.data.resumable import (
     ResumableLoader,
     ResumableSampler,
     ShuffleSampler,
-    lightning_batches_done,
     world_size,
 )
 from emoclip.data.shards import ShardStream
-from emoclip.data.sources.base import MODALITIES, Source
+from emoclip.data.sources.base import Source
 from emoclip.data.splits import (
     GIVEN_SPLITS_HINT,
     SPLIT_SETTINGS_HINT,
@@ -51,15 +60,11 @@ from emoclip.data.store import (
 )
 from emoclip.data.tokenizer import encode_texts
 from emoclip.errors import ConfigError, DataError
-from emoclip.threads import default_workers
+from emoclip.system.threads import default_workers
+from emoclip.system.training_state import lightning_batches_done
 
 log = logging.getLogger(__name__)
 TOKENIZE_CHUNK = 10_000  # texts tokenised at a time into the flat token array
-# The batch keys that carry each modality, in every form a batch can take.
-MODALITY_KEYS = {
-    "text": ("input_ids", "attention_mask", "text_features"),
-    "image": ("pixels", "pixel_values", "image_features"),
-}
 
 
 def shown_root(root) -> str:
@@ -80,7 +85,7 @@ class EncodedSplit(Dataset):
     pool each epoch: the sampler passes (index, epoch) and the draw is seeded by both.
     """
 
-    image_key, text_key = "pixels", "input_ids"
+    image_key, text_key = PIXELS, INPUT_IDS
     pixels_file: tuple[str, tuple[int, ...]] | None = None  # (store file, shape) when mapped
 
     def __init__(
@@ -98,7 +103,7 @@ class EncodedSplit(Dataset):
         # A worker started by spawn maps the store itself rather than receiving its pixels.
         state = dict(self.__dict__)
         if self.pixels_file is not None:
-            state["pixels"] = None
+            state[PIXELS] = None
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -130,7 +135,7 @@ class FeatureSplit(EncodedSplit):
     `text_pool` z_T of each class's texts (a tensor per class); items carry them as
     `image_features` and `text_features`, with the same per-epoch text draws."""
 
-    image_key, text_key = "image_features", "text_features"
+    image_key, text_key = IMAGE_FEATURES, TEXT_FEATURES
 
 
 def _in_model_classes(data_space: LabelSpace, model: Mapping, name: str) -> LabelSpace:
@@ -175,16 +180,14 @@ class Collate:
     def __call__(self, items: list[dict]) -> dict:
         batch = {"index": torch.tensor([it["index"] for it in items])}
         for key in items[0]:
-            if key not in ("index", "input_ids"):
+            if key not in ("index", INPUT_IDS):
                 batch[key] = torch.stack([it[key] for it in items])
-        if "input_ids" in items[0]:
-            ids = [it["input_ids"] for it in items]
-            batch["input_ids"] = pad_sequence(
-                ids, batch_first=True, padding_value=self.pad_token_id
-            )
+        if INPUT_IDS in items[0]:
+            ids = [it[INPUT_IDS] for it in items]
+            batch[INPUT_IDS] = pad_sequence(ids, batch_first=True, padding_value=self.pad_token_id)
             lengths = torch.tensor([len(t) for t in ids])
-            batch["attention_mask"] = (
-                torch.arange(batch["input_ids"].shape[1])[None, :] < lengths[:, None]
+            batch[ATTENTION_MASK] = (
+                torch.arange(batch[INPUT_IDS].shape[1])[None, :] < lengths[:, None]
             ).long()
         return batch
 
@@ -253,7 +256,7 @@ class EmotionDataModule(L.LightningDataModule):
             classes = classes or dataset.classes
             self.root = dataset.locate(root, data_dir)
         self.label_space = LabelSpace(label_space or "emotion", classes, label_map)
-        # Set by `emoclip-eval ckpt_path=... data=...` (emoclip/cross_dataset.py): the data is
+        # Set by `emoclip-eval ckpt_path=... data=...` (emoclip/study/cross_dataset.py): the data is
         # labelled by name in the model's classes; classes the model lacks are dropped.
         self.cross_dataset = model_label_space is not None
         if self.cross_dataset:
@@ -286,7 +289,7 @@ class EmotionDataModule(L.LightningDataModule):
         return self.label_space.classes  # type: ignore[return-value]
 
     def set_preprocessing(self, tokenizer=None, image=None) -> None:
-        """What the model's towers want (emoclip.study calls this before setup): the text
+        """What the model's towers want (emoclip.study.build calls this before setup): the text
         tower's tokenizer, and the image tower's `ImagePreprocessing` (size, mean, std). A data
         setting that says otherwise is an error rather than silently replaced."""
         self.tokenizer = tokenizer
@@ -584,7 +587,7 @@ class EmotionDataModule(L.LightningDataModule):
         return lightning_batches_done(self.trainer)
 
     def _workers(self) -> int:
-        """data.num_workers, or when unset (null): emoclip.threads.default_workers for this
+        """data.num_workers, or when unset (null): emoclip.system.threads.default_workers for this
         training split's size."""
         if self.num_workers is not None:
             return self.num_workers
@@ -593,7 +596,7 @@ class EmotionDataModule(L.LightningDataModule):
     @staticmethod
     def _has_token_ids(dataset: EncodedSplit) -> bool:
         return (
-            dataset.text_key == "input_ids"
+            dataset.text_key == INPUT_IDS
             and dataset.input_ids is not None
             and dataset.text_pool is None
         )
@@ -614,11 +617,11 @@ class EmotionDataModule(L.LightningDataModule):
         return self._loader("test", shuffle=False)
 
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
-        if "pixels" in batch:
-            x = normalize(batch.pop("pixels"), self.mean, self.std)
+        if PIXELS in batch:
+            x = normalize(batch.pop(PIXELS), self.mean, self.std)
             if self.trainer is not None and self.trainer.training and self.augment:
                 x = augment(x, **self.augment)
-            batch["pixel_values"] = x
+            batch[PIXEL_VALUES] = x
         return batch
 
 

@@ -5,7 +5,7 @@ both need a digest of each image file's bytes; at a million files that is minute
 every run. A digest is kept in a SQLite file under the cache folder beside the file's path,
 size, modification and change times (ns) and inode, and reused while all of these are the
 same: a file written to since has a new change time, which no user can set back. Each row
-carries an HMAC under this user's key (emoclip.integrity), so a row written by anyone else is
+carries an HMAC under this user's key (emoclip.system.integrity), so a row written by anyone else is
 ignored and the file hashed afresh.
 
 Hashing reads the cache only inside `remembered_in(folder)` (the data module sets it while a
@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from emoclip.errors import DataError
-from emoclip.integrity import keyed_digest, same_digest, secret_key
+from emoclip.system.integrity import keyed_digest, same_digest, secret_key
 
 log = logging.getLogger(__name__)
 _ACTIVE = threading.local()

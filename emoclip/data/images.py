@@ -15,22 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
-from transformers.utils.constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
-from emoclip.errors import ConfigError, DataError
-
-NORMALIZATIONS = {
-    "half": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),  # the report's choice
-    "clip": (tuple(OPENAI_CLIP_MEAN), tuple(OPENAI_CLIP_STD)),  # CLIP's pretraining statistics
-}
-
-
-def normalization_stats(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    if name not in NORMALIZATIONS:
-        raise ConfigError(
-            f"data.normalization={name!r} is not known; expected one of {sorted(NORMALIZATIONS)}"
-        )
-    return NORMALIZATIONS[name]
+from emoclip.errors import DataError
 
 
 def open_image(source: Path | np.ndarray, origin: str = "") -> Image.Image:

@@ -63,8 +63,6 @@ SENTIMENT = Vocabulary(
 )
 LABEL_SPACES = {"emotion": EMOTION, "sentiment": SENTIMENT}
 CUSTOM = "custom"
-# Kept for readers of older code: the emotion names.
-CANONICAL = EMOTION.names
 
 
 def normalise_label(name: object) -> str:

@@ -19,12 +19,12 @@ from its first batch, as Lightning's resume of a plain DataLoader does.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable, Iterator
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
+
+from emoclip.system.training_state import rng_states, set_rng_states
 
 
 class ShuffleSampler(Sampler[int]):
@@ -91,7 +91,7 @@ class ResumableSampler(Sampler):
 class ResumableLoader(DataLoader):
     """A training DataLoader (its sampler a ResumableSampler) whose checkpointed state continues
     an epoch where it stopped. `batches_done()` is how many of this epoch's batches the trainer
-    counts as done (emoclip.data.resumable.lightning_batches_done)."""
+    counts as done (emoclip.system.training_state.lightning_batches_done)."""
 
     def __init__(self, *args, batches_done: Callable[[], int], **kwargs):
         super().__init__(*args, **kwargs)
@@ -135,17 +135,6 @@ class ResumableLoader(DataLoader):
             self._random_to_restore = state["random"]
 
 
-def lightning_batches_done(trainer) -> int:
-    """The batches of the current training epoch that a run resumed from a checkpoint saved now
-    will not train on again: Lightning's own count, as its epoch loop reads it on restart."""
-    progress = trainer.fit_loop.epoch_loop.batch_progress
-    done, total = progress.current.completed, progress.total
-    # Saved in on_train_batch_end: the step was taken, and Lightning counts the batch as done.
-    if total.started == total.ready and total.processed == total.started == total.completed + 1:
-        done += 1
-    return done
-
-
 def rank_and_world() -> tuple[int, int]:
     """This process's rank and the processes of a distributed (DDP) run; (0, 1) when alone."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -156,25 +145,3 @@ def rank_and_world() -> tuple[int, int]:
 def world_size() -> int:
     """The processes of a distributed (DDP) run; 1 when alone."""
     return rank_and_world()[1]
-
-
-# The process's random generators, as plain types (checkpoints stay loadable with
-# torch.load(weights_only=True)).
-def rng_states() -> dict:
-    numpy_state = np.random.get_state(legacy=False)  # noqa: NPY002 (the global one, seeded)
-    numpy_state["state"]["key"] = numpy_state["state"]["key"].tolist()
-    states = {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
-
-
-def set_rng_states(states: dict) -> None:
-    random.setstate(states["python"])
-    numpy_state = {**states["numpy"], "state": dict(states["numpy"]["state"])}
-    numpy_state["state"]["key"] = np.asarray(numpy_state["state"]["key"], dtype=np.uint32)
-    np.random.set_state(numpy_state)  # noqa: NPY002
-    torch.set_rng_state(states["torch"])
-    cuda = states.get("cuda")
-    if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(cuda)

@@ -3,7 +3,7 @@ than the local disk or kept on a shared file system or an object store.
 
 `write_shards` cuts an `EncodedSplit` (uint8 pixels, token ids, labels) into numpy .npz files of
 `rows` examples each, plus `index.json` listing them with their sizes and sha256, signed with
-this user's key (emoclip.integrity; on a cluster, EMOCLIP_SECRET_FILE names one key for all
+this user's key (emoclip.system.integrity; on a cluster, EMOCLIP_SECRET_FILE names one key for all
 nodes). `ShardStream` is an IterableDataset over such a folder, local or any URL fsspec reads
 (s3://, gs://, https:// with the matching fsspec plug-in installed): each epoch the shard order
 is shuffled by (seed, epoch), shards are dealt to DDP ranks and, within a rank, to DataLoader
@@ -26,10 +26,11 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from emoclip.atomic import write_atomically
+from emoclip.contract import INPUT_IDS, PIXELS
 from emoclip.data.resumable import rank_and_world
 from emoclip.errors import DataError
-from emoclip.integrity import keyed_digest, same_digest
+from emoclip.system.atomic import write_atomically
+from emoclip.system.integrity import keyed_digest, same_digest
 
 INDEX = "index.json"
 
@@ -47,7 +48,7 @@ def write_shards(split, classes, folder: str | Path, rows: int = 1000) -> list[s
             "labels": split.labels[start:stop].numpy(),
         }
         if split.pixels is not None:
-            arrays["pixels"] = np.asarray(split.pixels[start:stop].numpy())
+            arrays[PIXELS] = np.asarray(split.pixels[start:stop].numpy())
         if split.input_ids is not None:
             lists = [split.input_ids[i].numpy() for i in range(start, stop)]
             arrays["token_offsets"] = np.cumsum([0] + [len(t) for t in lists]).astype(np.int64)
@@ -121,14 +122,14 @@ class ShardStream(IterableDataset):
             raise DataError(f"{url}: its content does not match the sha256 in {INDEX}")
         arrays = np.load(io.BytesIO(content))
         offsets = arrays["token_offsets"] if "token_offsets" in arrays.files else None
-        pixels = arrays["pixels"] if "pixels" in arrays.files else None
+        pixels = arrays[PIXELS] if PIXELS in arrays.files else None
         ids = arrays["token_ids"] if offsets is not None else None
         for row, (i, label) in enumerate(zip(arrays["index"], arrays["labels"], strict=True)):
             item = {"index": int(i), "labels": torch.tensor(int(label))}
             if pixels is not None:
-                item["pixels"] = torch.from_numpy(pixels[row].copy())
+                item[PIXELS] = torch.from_numpy(pixels[row].copy())
             if offsets is not None:
-                item["input_ids"] = torch.from_numpy(
+                item[INPUT_IDS] = torch.from_numpy(
                     ids[offsets[row] : offsets[row + 1]].astype(np.int64)
                 )
             yield item
@@ -146,7 +147,7 @@ def read_index(location: str) -> dict:
         index.get("signature"), _sign({k: v for k, v in index.items() if k != "signature"})
     ):
         raise DataError(
-            f"{url} is not signed with this user's key (emoclip.integrity; on a cluster set "
+            f"{url} is not signed with this user's key (emoclip.system.integrity; on a cluster set "
             "EMOCLIP_SECRET_FILE to the key the shards were written with)"
         )
     return index

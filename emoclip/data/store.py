@@ -14,7 +14,7 @@ image size, the split's record ids and each image's content digest (emoclip.data
 remembered across runs). A change to any source file changes the name, so a stale store is
 never read. Beside it a JSON file records the key, the rows dropped (unreadable images
 skipped with data.skip_bad), the file's size, times and inode, and an HMAC of the pixel bytes under this user's key
-(emoclip.integrity); the JSON itself is signed. A store is used when its signature holds and
+(emoclip.system.integrity); the JSON itself is signed. A store is used when its signature holds and
 its file has the size, times and inode recorded when it was written (a change time no one can
 set back); otherwise its pixels are hashed again, and a store whose bytes do not give the
 recorded HMAC is logged and rebuilt. Processes that share the cache (DDP ranks, concurrent runs)
@@ -44,8 +44,8 @@ from emoclip.data.duplicates import image_digest
 from emoclip.data.images import load_pixels
 from emoclip.data.records import Record
 from emoclip.errors import ConfigError, DataError
-from emoclip.integrity import keyed_digest, same_digest, secret_key
-from emoclip.threads import available_cpus
+from emoclip.system.integrity import keyed_digest, same_digest, secret_key
+from emoclip.system.threads import available_cpus
 
 log = logging.getLogger(__name__)
 FORMAT = 1  # bump when the decoding (emoclip.data.images) or the layout changes

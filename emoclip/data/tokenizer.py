@@ -1,6 +1,6 @@
 """Text tokenizers: a pretrained one by hub id or local folder, CLIP's BPE from an open_clip
-vocabulary file, or one trained on the study's texts. Which one a study uses is its text
-tower's `tokenizer` config node (`build_tokenizer` below).
+vocabulary file, or one trained on the study's texts. Which one a study uses its text tower
+declares (emoclip.contract.TokenizerSpec; `build_tokenizer` below builds it).
 
 A trained tokenizer is word-level and deterministic: the vocabulary is every lower-cased word
 seen at least `min_frequency` times in the training texts, most frequent first. Words split at
@@ -15,15 +15,16 @@ from __future__ import annotations
 import gzip
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, processors
 from transformers import AutoTokenizer, CLIPTokenizer, PreTrainedTokenizerFast
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
+from emoclip.contract import TokenizerSpec
 from emoclip.errors import BackboneLoadError
-from emoclip.offline import check_model_folder
+from emoclip.system.offline import check_model_folder
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ def cut_long_texts(texts: Sequence[str], max_tokens: int, what: str = "texts") -
 
 def encode_texts(tokenizer, texts: Sequence[str], what: str = "texts") -> list[list[int]]:
     """Token ids of each text, cut at the tokenizer's limit (model_max_length, which
-    model.tokenizer.max_length sets); how many texts were cut is logged. Very long texts are
+    the text tower's tokenizer.max_length sets); how many texts were cut is logged. Very long texts are
     cut to a bounded number of characters first (cut_long_texts)."""
     texts = cut_long_texts(texts, tokenizer.model_max_length, what)
     encoded = tokenizer(texts, verbose=False)["input_ids"]
@@ -138,33 +139,24 @@ def _wrap(backend: Tokenizer, max_length: int) -> PreTrainedTokenizerFast:
 
 
 def build_tokenizer(
-    spec: Mapping,
-    train_texts: Callable[[], Iterable[str]],
-    saved: str | None = None,
-    default_bpe: Callable[[], str] | None = None,
+    spec: TokenizerSpec, train_texts: Callable[[], Iterable[str]], saved: str | None = None
 ):
-    """The tokenizer a text tower's `tokenizer` node names: `saved` (the JSON of a tokenizer
-    trained for a checkpoint), else the pretrained one at `name_or_path`, else CLIP's BPE from
-    the open_clip vocabulary file `bpe_vocab` (when that key is there; null: `default_bpe()`),
-    else a word-level one trained on `train_texts()`."""
-    max_length = spec.get("max_length")
+    """The tokenizer a text tower declares (emoclip.contract.TokenizerSpec): `saved` (the JSON
+    of a tokenizer trained for a checkpoint) if given, else by the spec's kind: the pretrained
+    one at `name_or_path`, CLIP's BPE from open_clip's vocabulary file `bpe_vocab`, or a
+    word-level one trained on `train_texts()`."""
     if saved is not None:
-        return tokenizer_from_json(saved, max_length or 77)
-    if spec.get("name_or_path"):
-        return load_pretrained_tokenizer(spec["name_or_path"], max_length)
-    if "bpe_vocab" in spec:
-        return clip_bpe_tokenizer(spec["bpe_vocab"] or default_bpe(), max_length or 77)
+        return tokenizer_from_json(saved, spec.max_length or 77)
+    if spec.kind == "pretrained":
+        return load_pretrained_tokenizer(spec.name_or_path, spec.max_length)
+    if spec.kind == "clip_bpe":
+        return clip_bpe_tokenizer(spec.bpe_vocab, spec.max_length or 77)
     return train_word_tokenizer(
         train_texts(),
-        vocab_size=spec["vocab_size"],
-        min_frequency=spec.get("min_frequency", 1),
-        max_length=max_length or 77,
+        vocab_size=spec.vocab_size,
+        min_frequency=spec.min_frequency,
+        max_length=spec.max_length or 77,
     )
-
-
-def is_trained(spec: Mapping) -> bool:
-    """Whether `build_tokenizer` trains this tokenizer (its JSON then travels in checkpoints)."""
-    return not spec.get("name_or_path") and "bpe_vocab" not in spec
 
 
 # The files a Hugging Face tokenizer keeps its vocabulary in, by kind of tokenizer.

@@ -1,16 +1,17 @@
 """What every network and every tower must provide: the two contracts, written down once.
 
-A **network** maps a batch dict to class logits (`forward`). The batch contract is the data
-module's (emoclip/data/datamodule.py): `labels`, plus `input_ids` and `attention_mask` for text
+A **network** maps a batch dict to class logits (`forward`). The batch contract is
+emoclip/contract.py's: `labels`, plus `input_ids` and `attention_mask` for text
 and `pixel_values` for images; a study whose frozen towers are cached gets `text_features` /
 `image_features` (a tower's pooled output, computed once) in their place. Everything the
 training, evaluation, explanation and feature-cache code asks of a network is a member of
 `Network` below, never found by probing for attributes.
 
 A **tower** encodes one modality into one feature vector per example (and, when a fusion asks,
-one per token or patch). It owns what its inputs must look like: a text tower's tokenizer is
-named by its config's `tokenizer` node (emoclip/data/tokenizer.py builds it), an image tower
-states its `preprocessing` (image size, mean, std), which the study hands to the data module.
+one per token or patch). It owns what its inputs must look like: a text tower declares its
+tokenizer (`tokenizer_spec`, from its config; emoclip/data/tokenizer.py builds it), an image
+tower states its `preprocessing` (image size, mean, std); the study hands both to the data module.
+The batch keys, modalities and these two specs are emoclip/contract.py's.
 Adding a tower is one module under emoclip/models/towers/ and one config under
 conf/model/text_tower/ or conf/model/image_tower/.
 """
@@ -26,21 +27,11 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-MODALITIES = ("text", "image")
-# The batch keys that carry a modality's raw inputs, and its cached features.
-INPUT_KEYS = {"text": ("input_ids", "attention_mask"), "image": ("pixel_values",)}
-FEATURE_KEYS = {"text": "text_features", "image": "image_features"}
+from emoclip.contract import ImagePreprocessing, TokenizerSpec
+from emoclip.errors import ConfigError
+
 # How much of a tower trains (`model/finetune=`, or a tower's own `finetune`).
 FINETUNE_MODES = ("full", "partial", "lora", "frozen")
-
-
-@dataclass(frozen=True)
-class ImagePreprocessing:
-    """What an image tower expects: square images of `size` px, normalised per channel."""
-
-    size: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
 
 
 @dataclass
@@ -89,21 +80,15 @@ class Tower(nn.Module, ABC):
         last k of them and every encoder parameter that comes after them (final norm, pooler).
         Default: the tower's shallowest `nn.ModuleList` (`encoder.layer` in BERT and ViT,
         `encoder.layers` in CLIP, `encoder.stages` in ConvNeXt, ...)."""
-        from emoclip.models.finetune import layer_stack
-
         return [list(layer.parameters()) for layer in layer_stack(self)]
 
     def lora_targets(self) -> list[str]:
         """Full names of the tower's modules that `lora` adapts by default (its attention's
         query and value projections, as the architecture names them)."""
-        from emoclip.models.finetune import attention_projections
-
         return attention_projections(self)
 
     def enable_gradient_checkpointing(self) -> None:
         """Recompute the encoder's activations in the backward pass (Hugging Face encoders)."""
-        from emoclip.errors import ConfigError
-
         raise ConfigError(
             f"model.network.gradient_checkpointing=true: the {type(self).__name__} has no "
             "gradient checkpointing; set it to false"
@@ -126,6 +111,13 @@ class Tower(nn.Module, ABC):
 
 class TextTower(Tower):
     modality = "text"
+
+    @classmethod
+    @abstractmethod
+    def tokenizer_spec(cls, settings: Mapping) -> TokenizerSpec:
+        """The tokenizer this tower reads text with, declared from its config (`settings`:
+        model.text_tower, whose `tokenizer` node holds the tokenizer's own settings). The study
+        builds it before the tower: a trained vocabulary's size sizes the embedding."""
 
     @abstractmethod
     def token_embedding(self) -> nn.Embedding:
@@ -236,8 +228,17 @@ class Network(nn.Module, ABC):
     training_free: ClassVar[bool] = False
     # Fitted by `fit` in one pass on frozen features (the linear probe), not by gradient steps.
     fitted_in_one_pass: ClassVar[bool] = False
+    # Encodes text of its own (zero-shot CLIP's class prompts): the study builds its tokenizer
+    # (TaskSpec.tokenizer) even when the study's data has no text.
+    needs_tokenizer: ClassVar[bool] = False
 
-    # The modalities the network reads (a subset of MODALITIES).
+    @classmethod
+    def tokenizer_spec(cls, network: Mapping) -> TokenizerSpec | None:
+        """The tokenizer of the network's text, declared from its config (`network`:
+        model.network); None: the network reads no text."""
+        return None
+
+    # The modalities the network reads (a subset of emoclip.contract.MODALITIES).
     modalities: tuple[str, ...]
     # Weight of the auxiliary per-modality losses (`forward(..., with_unimodal=True)`), 0: none.
     unimodal_loss_weight: float = 0.0
@@ -291,3 +292,48 @@ def weights_digest(module: nn.Module) -> str:
         digest.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
         digest.update(t.reshape(-1).view(torch.uint8).numpy())
     return digest.hexdigest()
+
+
+# The attention projections LoRA adapts by default, as each architecture names them (the first
+# pair the encoder has wins): CLIP, BERT/RoBERTa/ViT/DINOv2, DistilBERT, DeBERTa, MPNet; for
+# attention-free encoders (ConvNeXt), the pointwise layers of each block.
+ATTENTION_NAMES = (
+    ("q_proj", "v_proj"),
+    ("query", "value"),
+    ("q_lin", "v_lin"),
+    ("query_proj", "value_proj"),
+    ("q", "v"),
+    ("pwconv1", "pwconv2"),
+)
+
+
+def layer_stack(encoder: nn.Module) -> nn.ModuleList:
+    """A module's stack of layers: its shallowest nn.ModuleList (the longest, on a tie)."""
+    lists = [
+        (name.count("."), -len(module), name, module)
+        for name, module in encoder.named_modules()
+        if isinstance(module, nn.ModuleList) and len(module) > 0
+    ]
+    if not lists:
+        raise ConfigError(
+            f"the {type(encoder).__name__} has no stack of layers (nn.ModuleList) for "
+            "finetune=partial; use full, lora or frozen"
+        )
+    return min(lists, key=lambda entry: entry[:3])[3]
+
+
+def attention_projections(encoder: nn.Module) -> list[str]:
+    """Full names of a module's linear layers LoRA adapts by default (see ATTENTION_NAMES)."""
+    linear = {
+        name: name.rsplit(".", 1)[-1]
+        for name, module in encoder.named_modules()
+        if isinstance(module, nn.Linear)
+    }
+    present = set(linear.values())
+    for pair in ATTENTION_NAMES:
+        if set(pair) <= present:
+            return [name for name, last in linear.items() if last in pair]
+    raise ConfigError(
+        f"no default LoRA targets in the {type(encoder).__name__} (none of "
+        f"{[list(p) for p in ATTENTION_NAMES]}); name its linear layers in lora.target_modules"
+    )

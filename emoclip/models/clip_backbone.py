@@ -19,11 +19,24 @@ from transformers import (
     PreTrainedModel,
 )
 
+from emoclip.contract import ATTENTION_MASK, INPUT_IDS, PIXEL_VALUES, TokenizerSpec
 from emoclip.errors import BackboneLoadError, ConfigError
 from emoclip.models.base import Features
 from emoclip.models.hf_loading import quiet_transformers
 from emoclip.models.task import TaskSpec
-from emoclip.offline import check_model_folder
+from emoclip.system.offline import check_model_folder
+
+
+def backbone_tokenizer(backbone: Mapping) -> TokenizerSpec:
+    """A CLIP backbone's tokenizer (model.backbone): the one saved with its weights
+    (`name_or_path`); a CLIP defined by config with random weights (clip_tiny) has none, so a
+    word-level one is trained on the study's texts."""
+    settings = backbone.get("tokenizer") or {}
+    name_or_path = settings.get("name_or_path") or backbone.get("name_or_path")
+    if name_or_path:
+        return TokenizerSpec.from_settings("pretrained", settings, name_or_path=name_or_path)
+    return TokenizerSpec.from_settings("trained", settings)
+
 
 HALVES = {"text": CLIPTextModelWithProjection, "image": CLIPVisionModelWithProjection}
 
@@ -122,10 +135,10 @@ def _unloadable(name_or_path: str, err: Exception) -> BackboneLoadError:
 def clip_features(clip: CLIPModel, batch: Mapping[str, torch.Tensor]) -> Features:
     """CLIP's projected features of each modality the batch has, zeros for one it lacks."""
     text = image = None
-    if "input_ids" in batch:
-        out = clip.text_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    if INPUT_IDS in batch:
+        out = clip.text_model(input_ids=batch[INPUT_IDS], attention_mask=batch[ATTENTION_MASK])
         text = clip.text_projection(out.pooler_output)
-    if "pixel_values" in batch:
-        out = clip.vision_model(pixel_values=batch["pixel_values"])
+    if PIXEL_VALUES in batch:
+        out = clip.vision_model(pixel_values=batch[PIXEL_VALUES])
         image = clip.visual_projection(out.pooler_output)
     return Features.of(batch["labels"].shape[0], {"text": text, "image": image})

@@ -17,16 +17,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from emoclip.data.tokenizer import load_pretrained_tokenizer
+from emoclip.contract import ATTENTION_MASK, INPUT_IDS, TokenizerSpec
 from emoclip.errors import ConfigError
 from emoclip.models.base import Network
-from emoclip.models.clip_backbone import clip_features, load_clip
+from emoclip.models.clip_backbone import backbone_tokenizer, clip_features, load_clip
 from emoclip.models.task import TaskSpec
 
 
 class ClipZeroShot(Network):
     modalities = ("text", "image")
     training_free = True  # evaluated with emoclip-eval model=clip_zeroshot; never trained
+    needs_tokenizer = True  # its class prompts
+
+    @classmethod
+    def tokenizer_spec(cls, network: Mapping) -> TokenizerSpec:
+        return backbone_tokenizer(network["backbone"])
 
     def __init__(
         self,
@@ -56,7 +61,9 @@ class ClipZeroShot(Network):
                 )
         self.clip = load_clip(name_or_path, None, backbone["image_size"], task).eval()
         self.clip.requires_grad_(False)
-        tokenizer = load_pretrained_tokenizer(name_or_path)
+        tokenizer = task.tokenizer
+        if tokenizer is None:
+            raise ConfigError("ClipZeroShot encodes its class prompts with the study's tokenizer")
         words = [(class_words or {}).get(c, c) for c in task.classes]
         self.register_buffer(
             "image_classes", self.class_embeddings(tokenizer, image_templates, words), False
@@ -75,8 +82,8 @@ class ClipZeroShot(Network):
         tokens = tokenizer(prompts, padding=True, truncation=True, return_tensors="pt")
         batch = {
             "labels": torch.zeros(len(prompts), dtype=torch.long),
-            "input_ids": tokens["input_ids"],
-            "attention_mask": tokens["attention_mask"],
+            INPUT_IDS: tokens["input_ids"],
+            ATTENTION_MASK: tokens["attention_mask"],
         }
         embedded = F.normalize(clip_features(self.clip, batch).text, dim=-1)
         per_class = embedded.view(len(words), len(templates), -1).mean(1)

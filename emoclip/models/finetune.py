@@ -10,24 +10,12 @@ import logging
 from collections.abc import Mapping
 
 from peft import LoraConfig, inject_adapter_in_model
-from torch import nn
 
 from emoclip.errors import ConfigError
 from emoclip.models.base import FINETUNE_MODES, Tower
 
 log = logging.getLogger(__name__)
 LORA_KEYS = ("r", "alpha", "dropout", "target_modules")
-# The attention projections LoRA adapts by default, as each architecture names them (the first
-# pair the encoder has wins): CLIP, BERT/RoBERTa/ViT/DINOv2, DistilBERT, DeBERTa, MPNet; for
-# attention-free encoders (ConvNeXt), the pointwise layers of each block.
-ATTENTION_NAMES = (
-    ("q_proj", "v_proj"),
-    ("query", "value"),
-    ("q_lin", "v_lin"),
-    ("query_proj", "value_proj"),
-    ("q", "v"),
-    ("pwconv1", "pwconv2"),
-)
 
 
 def check_mode(mode: str, key: str) -> str:
@@ -89,35 +77,3 @@ def _add_lora(tower: Tower, settings: dict, where: str) -> None:
         inject_adapter_in_model(config, tower)
     except ValueError as err:
         raise ConfigError(f"model.network.lora, in {where}: {err}") from err
-
-
-def layer_stack(encoder: nn.Module) -> nn.ModuleList:
-    """A module's stack of layers: its shallowest nn.ModuleList (the longest, on a tie)."""
-    lists = [
-        (name.count("."), -len(module), name, module)
-        for name, module in encoder.named_modules()
-        if isinstance(module, nn.ModuleList) and len(module) > 0
-    ]
-    if not lists:
-        raise ConfigError(
-            f"the {type(encoder).__name__} has no stack of layers (nn.ModuleList) for "
-            "finetune=partial; use full, lora or frozen"
-        )
-    return min(lists, key=lambda entry: entry[:3])[3]
-
-
-def attention_projections(encoder: nn.Module) -> list[str]:
-    """Full names of a module's linear layers LoRA adapts by default (see ATTENTION_NAMES)."""
-    linear = {
-        name: name.rsplit(".", 1)[-1]
-        for name, module in encoder.named_modules()
-        if isinstance(module, nn.Linear)
-    }
-    present = set(linear.values())
-    for pair in ATTENTION_NAMES:
-        if set(pair) <= present:
-            return [name for name, last in linear.items() if last in pair]
-    raise ConfigError(
-        f"no default LoRA targets in the {type(encoder).__name__} (none of "
-        f"{[list(p) for p in ATTENTION_NAMES]}); name its linear layers in lora.target_modules"
-    )

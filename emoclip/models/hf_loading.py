@@ -11,8 +11,9 @@ from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedMode
 from transformers.image_processing_utils import ImageProcessingMixin
 from transformers.utils import logging as hf_logging
 
+from emoclip.contract import ImagePreprocessing, normalization_stats
 from emoclip.errors import BackboneLoadError
-from emoclip.offline import check_model_folder
+from emoclip.system.offline import check_model_folder
 
 GUIDANCE = (
     "emoclip never falls back to random weights. To supply them: download {name!r} into the "
@@ -97,8 +98,6 @@ def image_preprocessing(
     emoclip.data.images.NORMALIZATIONS) where set, the rest from the model's
     preprocessor_config.json. Images are resized (shorter side) and centre-cropped to a square of
     that size: the processor's crop size where it crops, else its resize size."""
-    from emoclip.data.images import normalization_stats
-    from emoclip.models.base import ImagePreprocessing
 
     settings = {}
     if image_size is None or normalization is None:

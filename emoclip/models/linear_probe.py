@@ -22,9 +22,10 @@ from sklearn.metrics import f1_score
 from torch import nn
 from torch.utils.data import DataLoader
 
+from emoclip.contract import TokenizerSpec
 from emoclip.errors import ConfigError
 from emoclip.models.base import Network
-from emoclip.models.clip_backbone import clip_features, load_clip
+from emoclip.models.clip_backbone import backbone_tokenizer, clip_features, load_clip
 from emoclip.models.task import TaskSpec
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,10 @@ Arrays = tuple[np.ndarray, np.ndarray]  # features (n, d), labels (n,)
 class ClipLinearProbe(Network):
     modalities = ("text", "image")
     fitted_in_one_pass = True  # `fit` below, by emoclip-train; no gradient steps
+
+    @classmethod
+    def tokenizer_spec(cls, network: Mapping) -> TokenizerSpec:
+        return backbone_tokenizer(network["backbone"])
 
     def __init__(
         self,

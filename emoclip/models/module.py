@@ -20,10 +20,10 @@ from torchmetrics.classification import (
     MulticlassF1Score,
 )
 
-from emoclip.data.datamodule import MODALITY_KEYS
-from emoclip.data.resumable import lightning_batches_done, rng_states, set_rng_states
+from emoclip.contract import MODALITY_KEYS
 from emoclip.models.base import Network
-from emoclip.models.legacy import refuse_resuming, upgrade_state_dict
+from emoclip.models.old_parameters import refuse_resuming, upgrade_state_dict
+from emoclip.system.training_state import lightning_batches_done, rng_states, set_rng_states
 
 STAGES = ("train", "val", "test")
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -13,6 +14,9 @@ class TaskSpec:
     bos_token_id: int | None = None
     eos_token_id: int | None = None
     max_text_length: int = 77
+    # The study's text tokenizer, for a network that encodes text of its own (zero-shot
+    # prompts: Network.needs_tokenizer); None otherwise.
+    tokenizer: Any = field(default=None, compare=False, repr=False)
 
     @property
     def num_classes(self) -> int:

@@ -7,7 +7,7 @@
   tower's features are first projected to that common width.
 - How much of each tower trains is `finetune` (`model/finetune=`, or a tower's own
   `finetune` for a mixed study): `full`, `partial`, `lora` or `frozen`. A frozen tower's
-  features are computed once per example and cached (emoclip/models/feature_cache.py) unless
+  features are computed once per example and cached (emoclip/study/feature_cache.py) unless
   `cache_frozen_towers` is false.
 
 A modality the batch lacks (an ablation, modality dropout) enters as zeros.
@@ -18,17 +18,18 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 import torch
+from hydra.utils import get_class
 from torch import nn
 
+from emoclip.contract import FEATURE_KEYS, INPUT_KEYS, TokenizerSpec
 from emoclip.errors import ConfigError
 from emoclip.models.base import (
-    FEATURE_KEYS,
-    INPUT_KEYS,
     FeatureDims,
     Features,
     Fusion,
     ImagePreprocessing,
     Network,
+    TextTower,
     Tower,
 )
 from emoclip.models.finetune import apply_finetune, check_mode
@@ -37,6 +38,20 @@ from emoclip.models.task import TaskSpec
 
 
 class TowerFusion(Network):
+    @classmethod
+    def tokenizer_spec(cls, network: Mapping) -> TokenizerSpec | None:
+        """The text tower's (model.text_tower); None without one."""
+        tower = network.get("text_tower")
+        if tower is None:
+            return None
+        tower_class = get_class(tower["_target_"])
+        if not (isinstance(tower_class, type) and issubclass(tower_class, TextTower)):
+            raise ConfigError(
+                f"model.text_tower._target_={tower['_target_']} is not an emoclip text tower "
+                "(a subclass of emoclip.models.base.TextTower)"
+            )
+        return tower_class.tokenizer_spec(tower)
+
     def __init__(
         self,
         task: TaskSpec,

@@ -39,8 +39,6 @@ from emoclip.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
-MODALITIES = ("text", "image")
-
 
 @dataclass
 class Loaded:
@@ -72,9 +70,6 @@ class Source(ABC):
     groups_by: ClassVar[str | None] = None
     # For a source without group ids: how a user can give it some (named in the warning).
     group_hint: ClassVar[str] = ""
-    # Keys of its config node that hold file locations (resume ignores them; none here do:
-    # every location is data.root).
-    location_keys: ClassVar[tuple[str, ...]] = ()
     # Whether identical images and texts are joined into groups (and counted across given
     # splits). Off only for generated data, whose template texts repeat by design.
     joins_duplicates: ClassVar[bool] = True
@@ -232,20 +227,6 @@ def split_protocol(data: Mapping, folds: Sequence[int] = ()) -> str:
     return kind.split_protocol(data, source, folds)
 
 
-def location_keys(data: Mapping | None, prefix: str = "data") -> set[str]:
-    """The dotted keys of a data config that say where files are: data.root, data.data_dir,
-    and whatever keys its sources declare (`Source.location_keys`)."""
-    keys = {f"{prefix}.root", f"{prefix}.data_dir"}
-
-    def visit(node: Any, path: str) -> None:
-        if not isinstance(node, Mapping):
-            return
-        kind = source_class(node)
-        if kind is not None:
-            keys.update(f"{path}.{key}" for key in kind.location_keys)
-        for key, child in node.items():
-            visit(child, f"{path}.{key}")
-
-    if isinstance(data, Mapping):
-        visit(data.get("dataset"), f"{prefix}.dataset")
-    return keys
+# The keys of a data config that say where its files are: every source reads under data.root
+# (data.data_dir holds the data sets' folder). Resume lets them change between launches.
+LOCATION_KEYS = frozenset({"data.root", "data.data_dir"})

@@ -1,4 +1,4 @@
-"""`data=synthetic`: the built-in demo set, generated on the fly (emoclip/data/synthetic.py draws
+"""`data=synthetic`: the built-in demo set, generated on the fly (emoclip/demo/synthetic.py draws
 its faces and writes its sentences); no files, its own train/val/test."""
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from emoclip.data.labels import canonical_label
 from emoclip.data.readers import TextDecoder
 from emoclip.data.records import SPLITS, Record, Splits
 from emoclip.data.sources.base import Source
-from emoclip.data.synthetic import DEFAULT_CLASSES, SUPPORTED_CLASSES, draw_face, noisy_texts
+from emoclip.demo.synthetic import DEFAULT_CLASSES, SUPPORTED_CLASSES, draw_face, noisy_texts
 from emoclip.errors import ConfigError, DataError
 
 
 class SyntheticEmotions(Source):
-    """A procedurally generated face + sentence data set (synthetic: see emoclip/data/synthetic.py)."""
+    """A procedurally generated face + sentence data set (synthetic: see emoclip/demo/synthetic.py)."""
 
     modalities = ("text", "image")
     location = ""  # generated: reads no files

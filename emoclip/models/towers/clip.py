@@ -10,8 +10,15 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from emoclip.models.base import ImagePreprocessing, ImageTower, TextTower, TowerOutput
-from emoclip.models.clip_backbone import load_clip_half
+from emoclip.contract import (
+    ATTENTION_MASK,
+    INPUT_IDS,
+    PIXEL_VALUES,
+    ImagePreprocessing,
+    TokenizerSpec,
+)
+from emoclip.models.base import ImageTower, TextTower, TowerOutput
+from emoclip.models.clip_backbone import backbone_tokenizer, load_clip_half
 from emoclip.models.hf_loading import image_preprocessing
 from emoclip.models.task import TaskSpec
 
@@ -39,7 +46,6 @@ class ClipTextTower(_ClipHalf, TextTower):
         self,
         task: TaskSpec,
         backbone: Mapping,
-        tokenizer: Mapping | None = None,  # read by the study (emoclip/data/tokenizer.py)
         finetune: str | None = None,
         trainable_layers: int | None = None,
         optim: Mapping | None = None,  # the tower's training recipe (emoclip/models/recipes.py)
@@ -47,9 +53,13 @@ class ClipTextTower(_ClipHalf, TextTower):
         TextTower.__init__(self, finetune, trainable_layers, optim)
         self._use(load_clip_half(backbone, "text", task), backbone.get("name_or_path"))
 
+    @classmethod
+    def tokenizer_spec(cls, settings: Mapping) -> TokenizerSpec:
+        return backbone_tokenizer(settings["backbone"])
+
     def forward(self, batch: Mapping[str, torch.Tensor], tokens: bool = False) -> TowerOutput:
-        mask = batch["attention_mask"]
-        out = self.encoder(input_ids=batch["input_ids"], attention_mask=mask)
+        mask = batch[ATTENTION_MASK]
+        out = self.encoder(input_ids=batch[INPUT_IDS], attention_mask=mask)
         if not tokens:
             return TowerOutput(out.text_embeds)
         return TowerOutput(out.text_embeds, out.last_hidden_state, mask.bool())
@@ -82,7 +92,7 @@ class ClipImageTower(_ClipHalf, ImageTower):
         return self._preprocessing
 
     def forward(self, batch: Mapping[str, torch.Tensor], tokens: bool = False) -> TowerOutput:
-        out = self.encoder(pixel_values=batch["pixel_values"])
+        out = self.encoder(pixel_values=batch[PIXEL_VALUES])
         return TowerOutput(out.image_embeds, out.last_hidden_state if tokens else None)
 
     def feature_settings(self) -> dict:

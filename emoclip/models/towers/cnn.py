@@ -10,8 +10,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from emoclip.data.images import normalization_stats
-from emoclip.models.base import ImagePreprocessing, ImageTower, TowerOutput
+from emoclip.contract import PIXEL_VALUES, ImagePreprocessing, normalization_stats
+from emoclip.models.base import ImageTower, TowerOutput
 from emoclip.models.task import TaskSpec
 
 
@@ -56,7 +56,7 @@ class CNNImageTower(ImageTower):
         return self._preprocessing
 
     def forward(self, batch: Mapping[str, torch.Tensor], tokens: bool = False) -> TowerOutput:
-        grid = self.features(batch["pixel_values"])
+        grid = self.features(batch[PIXEL_VALUES])
         pooled = self.pool(grid).flatten(1)
         return TowerOutput(pooled, grid.flatten(2).transpose(1, 2) if tokens else None)
 

@@ -19,8 +19,15 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from emoclip.contract import (
+    ATTENTION_MASK,
+    INPUT_IDS,
+    PIXEL_VALUES,
+    ImagePreprocessing,
+    TokenizerSpec,
+)
 from emoclip.errors import ConfigError
-from emoclip.models.base import ImagePreprocessing, ImageTower, TextTower, TowerOutput
+from emoclip.models.base import ImageTower, TextTower, TowerOutput
 from emoclip.models.hf_loading import image_preprocessing, load_encoder
 from emoclip.models.task import TaskSpec
 
@@ -74,7 +81,6 @@ class HFTextTower(_HFEncoder, TextTower):
         task: TaskSpec,
         name_or_path: str,
         pooling: str = "mean",
-        tokenizer: Mapping | None = None,  # read by the study (emoclip/data/tokenizer.py)
         finetune: str | None = None,
         trainable_layers: int | None = None,
         optim: Mapping | None = None,  # the tower's training recipe (emoclip/models/recipes.py)
@@ -89,9 +95,16 @@ class HFTextTower(_HFEncoder, TextTower):
                 "must name this model's own tokenizer"
             )
 
+    @classmethod
+    def tokenizer_spec(cls, settings: Mapping) -> TokenizerSpec:
+        """The model's own tokenizer (or the one `tokenizer.name_or_path` names)."""
+        tokenizer = settings.get("tokenizer") or {}
+        name_or_path = tokenizer.get("name_or_path") or settings["name_or_path"]
+        return TokenizerSpec.from_settings("pretrained", tokenizer, name_or_path=name_or_path)
+
     def forward(self, batch: Mapping[str, torch.Tensor], tokens: bool = False) -> TowerOutput:
-        mask = batch["attention_mask"]
-        out = self.encoder(input_ids=batch["input_ids"], attention_mask=mask)
+        mask = batch[ATTENTION_MASK]
+        out = self.encoder(input_ids=batch[INPUT_IDS], attention_mask=mask)
         hidden = out.last_hidden_state
         if self.pooling == "pooler":
             pooled = self._pooler_output(out)
@@ -132,7 +145,7 @@ class HFImageTower(_HFEncoder, ImageTower):
         return self._preprocessing
 
     def forward(self, batch: Mapping[str, torch.Tensor], tokens: bool = False) -> TowerOutput:
-        out = self.encoder(pixel_values=batch["pixel_values"])
+        out = self.encoder(pixel_values=batch[PIXEL_VALUES])
         hidden = out.last_hidden_state
         if hidden.dim() == 4:  # a convolutional encoder's (n, channels, h, w) grid
             hidden = hidden.flatten(2).transpose(1, 2)

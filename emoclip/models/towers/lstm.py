@@ -1,6 +1,6 @@
 """The text baseline's encoder as a tower: word embedding and a (bi)LSTM trained from scratch,
 pooled as the mean and the max over real tokens, concatenated. Its tokenizer is word-level,
-built from the training texts (`tokenizer.name_or_path: null`)."""
+built from the training texts, or the pretrained one `tokenizer.name_or_path` names."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from emoclip.contract import ATTENTION_MASK, INPUT_IDS, TokenizerSpec
 from emoclip.models.base import TextTower, TowerOutput
 from emoclip.models.task import TaskSpec
 
@@ -25,7 +26,6 @@ class LSTMTextTower(TextTower):
         num_layers: int = 1,
         bidirectional: bool = True,
         dropout: float = 0.0,
-        tokenizer: Mapping | None = None,  # read by the study (emoclip/data/tokenizer.py)
         finetune: str | None = None,
         trainable_layers: int | None = None,
         optim: Mapping | None = None,  # the tower's training recipe (emoclip/models/recipes.py)
@@ -43,11 +43,17 @@ class LSTMTextTower(TextTower):
         self.token_width = hidden_size * (2 if bidirectional else 1)
         self.width = 2 * self.token_width  # mean ++ max
 
+    @classmethod
+    def tokenizer_spec(cls, settings: Mapping) -> TokenizerSpec:
+        tokenizer = settings.get("tokenizer") or {}
+        kind = "pretrained" if tokenizer.get("name_or_path") else "trained"
+        return TokenizerSpec.from_settings(kind, tokenizer)
+
     def forward(self, batch: Mapping[str, torch.Tensor], tokens: bool = False) -> TowerOutput:
-        mask = batch["attention_mask"].bool()
+        mask = batch[ATTENTION_MASK].bool()
         lengths = mask.sum(1).clamp(min=1).cpu()
         packed = pack_padded_sequence(
-            self.embedding(batch["input_ids"]), lengths, batch_first=True, enforce_sorted=False
+            self.embedding(batch[INPUT_IDS]), lengths, batch_first=True, enforce_sorted=False
         )
         hidden, _ = pad_packed_sequence(
             self.lstm(packed)[0], batch_first=True, total_length=mask.shape[1]

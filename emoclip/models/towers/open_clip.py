@@ -28,8 +28,9 @@ from safetensors.torch import load_file
 from transformers import CLIPConfig, PreTrainedModel
 from transformers.utils.constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
+from emoclip.contract import ImagePreprocessing, TokenizerSpec, normalization_stats
 from emoclip.errors import BackboneLoadError, ConfigError
-from emoclip.models.base import ImagePreprocessing, ImageTower, TextTower
+from emoclip.models.base import ImageTower, TextTower
 from emoclip.models.clip_backbone import HALVES
 from emoclip.models.hf_loading import quiet_transformers
 from emoclip.models.task import TaskSpec
@@ -305,13 +306,20 @@ def load_open_clip_half(
 
 
 class OpenClipTextTower(ClipTextTower):
+    @classmethod
+    def tokenizer_spec(cls, settings: Mapping) -> TokenizerSpec:
+        """CLIP's BPE, from open_clip's vocabulary file (`tokenizer.bpe_vocab`; null: the one
+        an installed open_clip_torch ships)."""
+        tokenizer = settings.get("tokenizer") or {}
+        bpe_vocab = tokenizer.get("bpe_vocab") or default_bpe_vocab()
+        return TokenizerSpec.from_settings("clip_bpe", tokenizer, bpe_vocab=bpe_vocab)
+
     def __init__(
         self,
         task: TaskSpec,
         model_name: str,
         checkpoint: str,
         model_config: str | None = None,
-        tokenizer: Mapping | None = None,  # read by the study (emoclip/data/tokenizer.py)
         finetune: str | None = None,
         trainable_layers: int | None = None,
         optim: Mapping | None = None,  # the tower's training recipe (emoclip/models/recipes.py)
@@ -350,7 +358,6 @@ class OpenClipImageTower(ClipImageTower):
 def open_clip_preprocessing(cfg: dict, encoder, normalization: str | None) -> ImagePreprocessing:
     """The model's image size; its config's preprocess_cfg mean and std where it has them,
     else open_clip's default (OpenAI's statistics); `normalization` overrides them."""
-    from emoclip.data.images import normalization_stats
 
     size = encoder.config.image_size
     if normalization:

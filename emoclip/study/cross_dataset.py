@@ -21,9 +21,9 @@ from collections import Counter
 from omegaconf import DictConfig, OmegaConf
 
 from emoclip.errors import ConfigError
-from emoclip.restore import load_checkpoint, load_weights, saved_label_space, study_config
-from emoclip.study import Study, build_study, prepare_process
-from emoclip.trust import GUARD_ONLY, Trust
+from emoclip.study.build import Study, build_study, prepare_process
+from emoclip.study.restore import load_checkpoint, load_weights, saved_label_space, study_config
+from emoclip.study.trust import GUARD_ONLY, Trust
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ So a file never chooses what code runs, and nothing read from one is resolved or
    path named in one line, before anything is imported.
 
 So every `_target_` and special key that is instantiated comes from conf/. The user alone
-widens this, on the entry's command line (emoclip.trust.Trust): `allow_targets=[mylab]` keeps a
+widens this, on the entry's command line (emoclip.study.trust.Trust): `allow_targets=[mylab]` keeps a
 stored mapping whose `_target_` lies under the module mylab as stored (the user's own class);
 `trust_config=true` takes the file's config as it is (files the user made). A checkpoint never
 chooses paths: the entry's own `paths` (cache_dir, output_dir, data_dir) replace the stored ones.
@@ -42,7 +42,7 @@ from emoclip.catalogue import (
     shipped_targets,
 )
 from emoclip.errors import ConfigError
-from emoclip.trust import GUARD_ONLY, Trust
+from emoclip.study.trust import GUARD_ONLY, Trust
 
 SPECIAL_KEYS = ("_target_", "_args_", "_partial_", "_recursive_", "_convert_")
 PLAIN = (str, int, float, bool, type(None))
@@ -71,10 +71,39 @@ ENTRY_KEYS = ("paths", "hydra", "trust_config", "allow_targets")
 # Lightning's Trainer has dozens of arguments, added with +trainer.<key>=... .
 OPEN_SECTIONS = ("trainer",)
 SHOWN_PROBLEMS = 6
+# Keys that earlier files hold and today's configs dropped: read, and ignored (the text tower
+# declares its tokenizer since issue 20; `model.tokenizer` repeated it).
+RETIRED_KEYS = (
+    "model.tokenizer",
+    "model.text_tower.tokenizer",
+    "model.network.text_tower.tokenizer",
+)
 # Classes the shipped configs named before: a file naming the old one gets the new one.
 RENAMED_TARGETS = {
-    "lightning.pytorch.callbacks.ModelCheckpoint": "emoclip.checkpoint_io.RunCheckpoint",
+    "lightning.pytorch.callbacks.ModelCheckpoint": "emoclip.system.checkpoint_io.RunCheckpoint",
+    # The classes of the top-level modules grouped into wings (issue 20).
+    "emoclip.checkpoint_io.RunCheckpoint": "emoclip.system.checkpoint_io.RunCheckpoint",
+    "emoclip.checkpoint_io.SafeCheckpointIO": "emoclip.system.checkpoint_io.SafeCheckpointIO",
+    "emoclip.early_stopping.EarlyStopping": "emoclip.runs.early_stopping.EarlyStopping",
+    "emoclip.faults.StopOnDivergence": "emoclip.runs.faults.StopOnDivergence",
+    "emoclip.faults.SaveOnInterrupt": "emoclip.runs.faults.SaveOnInterrupt",
+    "emoclip.run_folder.CreatableRunFolder": "emoclip.runs.run_folder.CreatableRunFolder",
+    "emoclip.sweep.WriteTrialsTable": "emoclip.runs.sweep.WriteTrialsTable",
 }
+
+
+def with_renamed_targets(node: Any) -> Any:
+    """The stored config with each `_target_` of RENAMED_TARGETS by its class's name today."""
+    if isinstance(node, dict):
+        return {
+            key: RENAMED_TARGETS.get(value, value)
+            if key == "_target_" and isinstance(value, str)
+            else with_renamed_targets(value)
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [with_renamed_targets(value) for value in node]
+    return node
 
 
 def is_special(key: object) -> bool:
@@ -99,6 +128,7 @@ def read_stored_study(
     `choices`: the recorded group options (None: inferred); `entry_paths`: the entry's own
     `paths`, which replace the stored ones."""
     check_shape(stored, where)
+    stored = with_renamed_targets(stored)
     if trust.everything:
         rebuilt = OmegaConf.create(stored)
     else:
@@ -357,7 +387,7 @@ def compose_study(chosen: Mapping[str, str], where: str) -> DictConfig:
     from hydra.errors import HydraException
     from hydra.types import RunMode
 
-    from emoclip.cli import config_dir
+    from emoclip.cli.entry import config_dir
 
     overrides = [f"{group}={option}" for group, option in chosen.items()]
     loader = ConfigLoaderImpl(config_search_path=create_config_search_path(config_dir()))
@@ -401,9 +431,6 @@ def _merge(stored: Any, shipped: Any, path: str, problems: list, deferred: list,
         for key, value in stored.items():
             where = _join(path, key)
             if is_special(key):
-                renamed = RENAMED_TARGETS.get(value) if isinstance(value, str) else None
-                if key == "_target_" and renamed is not None and renamed == shipped.get(key):
-                    continue  # a file written before the shipped class was renamed
                 if key not in shipped or value != shipped[key]:
                     problems.append(f"{where}: {_short(value)} is not the shipped config's")
             elif key in shipped:
@@ -412,7 +439,7 @@ def _merge(stored: Any, shipped: Any, path: str, problems: list, deferred: list,
                 merged[key] = _checked_users_own(value, where, problems, trust)
             elif open_keys and _is_pure(value, where, problems):
                 merged[key] = value
-            elif not open_keys:
+            elif not open_keys and where not in RETIRED_KEYS:
                 problems.append(f"{where}: not a key of the shipped config")
         return merged
     if shipped is None or isinstance(shipped, list):

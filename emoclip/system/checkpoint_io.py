@@ -1,7 +1,7 @@
 """Checkpoint files: written atomically, read as data only.
 
 A checkpoint is written to a temporary file beside its destination, flushed to disk, then
-renamed over it (emoclip.atomic), so a crash or a full disk mid-write leaves the previous file
+renamed over it (emoclip.system.atomic), so a crash or a full disk mid-write leaves the previous file
 whole. Lightning's own writer goes through a file in the system temp folder and shutil.move,
 which copies (not renames) when that folder is on another disk.
 
@@ -25,8 +25,8 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from emoclip.atomic import open_atomically, write_error
 from emoclip.errors import DataError
+from emoclip.system.atomic import open_atomically, write_error
 
 ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since PyTorch 1.6
 LEGACY_MAGIC = b"\x80\x02\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19"  # the older pickled format

@@ -16,7 +16,6 @@ from __future__ import annotations
 import difflib
 import inspect
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +28,7 @@ from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf
 
 from emoclip.errors import ConfigError
+from emoclip.system.offline import config_strings
 
 _ABSENT = object()
 # Keys Hydra's instantiate reads itself rather than passing them to the target.
@@ -154,18 +154,6 @@ def _interpolated(node: Any, key: str) -> bool:
     """Whether some value of the config refers to `key` by an absolute interpolation."""
     needles = (f"${{{key}}}", f"${{{key}.", f"${{{key},", f":{key}}}", f":{key},")
     return any(any(n in text for n in needles) for text in config_strings(node))
-
-
-def config_strings(node: Any) -> Iterator[str]:
-    """Every string value in a config given as plain containers (dicts and lists)."""
-    if isinstance(node, dict):
-        for value in node.values():
-            yield from config_strings(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from config_strings(value)
-    elif isinstance(node, str):
-        yield node
 
 
 def _groups_of(key: str) -> list[str]:

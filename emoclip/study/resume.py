@@ -8,7 +8,7 @@ Ctrl-C, or best.ckpt if the run died between writing it and last.ckpt); one kill
 first checkpoint starts again. A sweep relaunched with the same `hydra.sweep.dir` gives each
 job the same folder, so `ckpt_path=last` resumes a whole sweep. Any other run folder or
 checkpoint file is continued from, in this run's folder. Either way the checkpoint must hold
-the same study (data, model, seed, monitor), read through emoclip.stored_study (a file never
+the same study (data, model, seed, monitor), read through emoclip.study.stored_study (a file never
 chooses what code runs).
 """
 
@@ -22,23 +22,23 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from emoclip.data.sources.base import location_keys
+from emoclip.data.sources.base import LOCATION_KEYS
 from emoclip.errors import ConfigError, DataError
-from emoclip.restore import load_checkpoint
-from emoclip.run_folder import (
+from emoclip.runs.run_folder import (
     CHECKPOINTS,
     LAST_CHECKPOINT,
     continue_command,
     finished_metrics,
     shown_overrides,
 )
-from emoclip.stored_study import read_stored_study
-from emoclip.trust import GUARD_ONLY, Trust
+from emoclip.study.restore import load_checkpoint
+from emoclip.study.stored_study import read_stored_study
+from emoclip.study.trust import GUARD_ONLY, Trust
 
 log = logging.getLogger(__name__)
 
 STUDY_KEYS = ("data", "model", "seed", "monitor", "monitor_mode")
-# Where the data lives (the keys its sources name: emoclip.data.sources.base.location_keys)
+# Where the data lives (emoclip.data.sources.base.LOCATION_KEYS)
 # and how fast it loads may change between launches; the study may not.
 LOADING_KEYS = {"num_workers", "pin_memory", "cache_dir"}
 # A run folder's checkpoints that hold a whole training state, to continue from.
@@ -100,7 +100,7 @@ ADOPTED_KEYS = (*STUDY_KEYS, "name", "trainer")
 def adopt_stored_study(cfg: DictConfig, checkpoint: Path, loaded: dict, trust: Trust) -> None:
     """`emoclip-train ckpt_path=<run folder>` alone continues that run: each of ADOPTED_KEYS
     the command line does not set is taken from the study stored in the folder's checkpoint,
-    rebuilt through emoclip.stored_study (so the user need not repeat the run's overrides)."""
+    rebuilt through emoclip.study.stored_study (so the user need not repeat the run's overrides)."""
     if not HydraConfig.initialized():
         return  # called from Python: cfg is the caller's, compared as it is
     given = {
@@ -163,7 +163,7 @@ def check_same_study(
         loaded = load_checkpoint(checkpoint)
     rebuilt = rebuilt_study(loaded, checkpoint, trust, cfg)
     stored = {key: _plain(rebuilt, key) for key in STUDY_KEYS}
-    not_study = location_keys(stored.get("data")) | location_keys(cfg.get("data"))
+    not_study = LOCATION_KEYS
     differences = []
     for key in STUDY_KEYS:
         now = cfg.get(key)

@@ -9,7 +9,7 @@ plots, its config files), reading it back, and the rules every command that writ
   begins.
 - A lock (the file .lock, held with flock) is held while the command writes; a second command
   into a locked folder is refused at once.
-- Every file is written atomically (emoclip.atomic), metrics.json last.
+- Every file is written atomically (emoclip.system.atomic), metrics.json last.
 - metrics.json says what the folder holds: "status" is finished, interrupted (Ctrl-C), diverged
   (the loss stopped being finite or exploded) or failed (with "error"). A folder with run files
   but no readable metrics.json is unfinished (killed, or still running: then it is locked).
@@ -33,7 +33,7 @@ import shlex
 import shutil
 import socket
 import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -44,8 +44,8 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from emoclip import __version__
-from emoclip.atomic import write_atomically, write_error
 from emoclip.errors import DataError, RunFolderError, TrainingError, WriteError
+from emoclip.system.atomic import write_atomically, write_error
 
 try:
     import fcntl
@@ -149,6 +149,32 @@ if not OmegaConf.has_resolver("emoclip.run_dir"):
     OmegaConf.register_new_resolver("emoclip.run_dir", hydra_run_dir, use_cache=True)
 
 
+def study_name(model: Mapping | None) -> str:
+    """What a model config trains, for run folders and report rows: its modality and its
+    towers as chosen (`text_hf` for model=text_lstm model/text_tower=hf, `image_cnn`,
+    `fusion_clip_cnn`: text and image towers); a network without towers (zero-shot CLIP, the
+    linear probe) by its model option's name. A tower is named by the module that defines it
+    (emoclip/models/towers/hf.py: hf, as its option in conf/model/text_tower/)."""
+    if not isinstance(model, Mapping):
+        return "model"
+    towers = {
+        m: str(tower.get("_target_", "")).rpartition(".")[0].rpartition(".")[2] or "tower"
+        for m in ("text", "image")
+        if isinstance(tower := model.get(f"{m}_tower"), Mapping)
+    }
+    if len(towers) == 2:
+        return f"fusion_{towers['text']}_{towers['image']}"
+    if towers:
+        (modality, tower), *_ = towers.items()
+        return f"{modality}_{tower}"
+    return str(model.get("name") or "model")
+
+
+# For conf/train.yaml's `name` (the run folder's): the study's model, named by what it trains.
+if not OmegaConf.has_resolver("emoclip.study_name"):
+    OmegaConf.register_new_resolver("emoclip.study_name", study_name)
+
+
 def flat_metrics(classes: Sequence[str], results: dict[str, dict]) -> dict:
     """metrics.json's content: flat `stage/metric` keys of val, test and the test ablations."""
     metrics: dict = {"classes": list(classes)}
@@ -169,7 +195,7 @@ def write_results(
     """Write the plots, splits.json, then metrics.json (flat `stage/metric` keys, the per-epoch
     `history` of training, "status": finished unless `extra` says otherwise, plus `extra`),
     each atomically; return the metrics."""
-    from emoclip.plots import plot_ablations, plot_confusion, plot_curves  # matplotlib: here
+    from emoclip.runs.plots import plot_ablations, plot_confusion, plot_curves  # matplotlib: here
 
     metrics = {"status": FINISHED, **flat_metrics(classes, results), **(extra or {})}
     if history:
@@ -213,11 +239,6 @@ def summary(run_dir: Path, metrics: dict) -> str:
                 f"f1_macro {metrics[f'{split}_majority/f1_macro']:.4f}"
             )
     return "\n".join(lines)
-
-
-def is_run_folder(path: Path) -> bool:
-    """A finished run: its composed config and a metrics.json that says it finished."""
-    return (path / CONFIG_FILE).is_file() and run_status(path) == FINISHED
 
 
 def read_metrics(run_dir: Path) -> dict:
@@ -501,7 +522,7 @@ def refuse_links(run_dir: Path) -> None:
 
 
 def remove_partial_files(run_dir: Path) -> None:
-    """The hidden .partial files a killed writer left (emoclip.atomic): with the folder's lock
+    """The hidden .partial files a killed writer left (emoclip.system.atomic): with the folder's lock
     held no one else is writing them, so they go."""
     for folder in (run_dir, run_dir / CHECKPOINTS, run_dir / ".hydra", run_dir / "plots"):
         if folder.is_dir() and not folder.is_symlink():
@@ -559,7 +580,7 @@ class RunFolder:
             self.refuse_if_taken()
         refuse_links(self.path)
         remove_partial_files(self.path)
-        from emoclip.console import start_job_log
+        from emoclip.runs.console import start_job_log
 
         start_job_log()  # train.log is written from here on, never before the checks
 

@@ -20,7 +20,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from emoclip.errors import TrainingError
-from emoclip.run_folder import INTERRUPTED, METRICS_FILE, continue_command, write_results
+from emoclip.runs.run_folder import INTERRUPTED, METRICS_FILE, continue_command, write_results
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ class SaveOnInterrupt(Callback):
 
 def _place_in_epoch(trainer: L.Trainer) -> tuple[int, int]:
     """(training batches of this epoch done, the epoch's training batches)."""
-    from emoclip.data.resumable import lightning_batches_done
+    from emoclip.system.training_state import lightning_batches_done
 
     batches = trainer.num_training_batches
     return lightning_batches_done(trainer), int(batches) if math.isfinite(batches) else -1

@@ -20,9 +20,9 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from emoclip.atomic import open_atomically
 from emoclip.errors import ConfigError, DataError
-from emoclip.run_folder import finished_metrics
+from emoclip.runs.run_folder import finished_metrics
+from emoclip.system.atomic import open_atomically
 
 if TYPE_CHECKING:  # Hydra imports this module (its callback) before every job: no Lightning
     import lightning as L

@@ -20,7 +20,7 @@ import torch
 from captum.attr import IntegratedGradients, LayerIntegratedGradients
 from torch import nn
 
-TEXT_KEYS = ("input_ids", "attention_mask")
+from emoclip.contract import ATTENTION_MASK, INPUT_IDS, INPUT_KEYS, PIXEL_VALUES
 
 
 @dataclass
@@ -60,12 +60,14 @@ def attribute(
         probabilities = network(batch).float().softmax(-1)[0]
     target = int(probabilities.argmax())
     result = Attribution(probabilities=probabilities.cpu().numpy(), predicted=target)
-    text_inputs = tuple(batch[k] for k in TEXT_KEYS if k in batch)
+    text_inputs = tuple(batch[k] for k in INPUT_KEYS["text"] if k in batch)
     # cuDNN's LSTM has no backward in eval mode; the attribution runs without cuDNN.
     with torch.backends.cudnn.flags(enabled=False):
-        if "pixel_values" in batch:
-            forward = BatchFunction(network, ("pixel_values", *TEXT_KEYS[: len(text_inputs)]))
-            pixels = batch["pixel_values"]
+        if PIXEL_VALUES in batch:
+            forward = BatchFunction(
+                network, (PIXEL_VALUES, *INPUT_KEYS["text"][: len(text_inputs)])
+            )
+            pixels = batch[PIXEL_VALUES]
             baseline = image_baseline if image_baseline is not None else torch.zeros_like(pixels)
             attributions, delta = IntegratedGradients(forward).attribute(
                 pixels,
@@ -79,9 +81,11 @@ def attribute(
             result.image = attributions[0].sum(0).detach().cpu().numpy()
             result.image_delta = float(delta.abs().max())
         if text_inputs:
-            image_inputs = (batch["pixel_values"],) if "pixel_values" in batch else ()
-            forward = BatchFunction(network, (*TEXT_KEYS, *(["pixel_values"] * len(image_inputs))))
-            input_ids = batch["input_ids"]
+            image_inputs = (batch[PIXEL_VALUES],) if PIXEL_VALUES in batch else ()
+            forward = BatchFunction(
+                network, (*INPUT_KEYS["text"], *([PIXEL_VALUES] * len(image_inputs)))
+            )
+            input_ids = batch[INPUT_IDS]
             special = torch.tensor(tokenizer.all_special_ids, device=input_ids.device)
             reference = torch.where(
                 torch.isin(input_ids, special), input_ids, tokenizer.pad_token_id
@@ -92,12 +96,12 @@ def attribute(
                 input_ids,
                 baselines=reference,
                 target=target,
-                additional_forward_args=(batch["attention_mask"], *image_inputs),
+                additional_forward_args=(batch[ATTENTION_MASK], *image_inputs),
                 n_steps=steps,
                 internal_batch_size=steps,
                 return_convergence_delta=True,
             )
-            length = int(batch["attention_mask"][0].sum())
+            length = int(batch[ATTENTION_MASK][0].sum())
             ids = input_ids[0, :length].tolist()
             result.tokens = [tokenizer.decode([i]) for i in ids]
             result.token_scores = attributions[0, :length].sum(-1).detach().cpu().numpy()

@@ -1,7 +1,7 @@
 """What the user allows beyond emoclip's own configs, said on the entry's command line.
 
 A study stored in a file (a checkpoint's, a run folder's) is rebuilt from conf/ and its plain
-values only (emoclip.stored_study): no `_target_` in a file is ever instantiated. Only the user,
+values only (emoclip.study.stored_study): no `_target_` in a file is ever instantiated. Only the user,
 on the command line of the entry (never the file), widens this:
 
 - `allow_targets=[mylab]`: a stored mapping whose `_target_` is under the module mylab (the

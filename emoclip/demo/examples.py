@@ -1,8 +1,8 @@
 """The synthetic demo set written to disk in every layout emoclip reads, to try each source on:
 
-    python -m emoclip.data.examples examples/   # then e.g. emoclip-train data=mvsa_single data.root=examples/mvsa_single
+    python -m emoclip.demo.examples examples/   # then e.g. emoclip-train data=mvsa_single data.root=examples/mvsa_single
 
-Each folder holds drawn faces and template sentences (emoclip/data/synthetic.py: nothing
+Each folder holds drawn faces and template sentences (emoclip/demo/synthetic.py: nothing
 real) in one data set's own format: ckplus/ (CK+48 class folders), ckplus_tree/ (the
 distributed CK+ tree), fer2013/fer2013.csv, dair_emotion/ (text;label files), mvsa_single/
 (data/<guid>.jpg + .txt, some texts in GB18030, label/train.txt), text_table/posts.csv,
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from emoclip.data.synthetic import draw_face, write_text
+from emoclip.demo.synthetic import draw_face, write_text
 
 EMOTIONS = ("anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral")
 CKPLUS_CODES = {"anger": 1, "contempt": 2, "disgust": 3, "fear": 4, "happiness": 5}
@@ -205,7 +205,7 @@ def write_examples(root: Path, per_class: int = 24, seed: int = 0) -> dict[str, 
     }
     (root / "README.md").write_text(
         "The synthetic demo set (drawn faces, template sentences: nothing real) in each layout "
-        "emoclip reads; written by `python -m emoclip.data.examples`.\n"
+        "emoclip reads; written by `python -m emoclip.demo.examples`.\n"
         + "".join(f"- {name}: data.root={path}\n" for name, path in written.items())
     )
     return written

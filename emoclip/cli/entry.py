@@ -13,15 +13,16 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
 from omegaconf import DictConfig, OmegaConf
 
-# Registers ${emoclip.run_dir:...}, which Hydra resolves (conf/hydra/default.yaml) before the job.
-from emoclip import run_folder  # noqa: F401
 from emoclip.errors import ConfigError, EmoclipError
+
+# Registers ${emoclip.run_dir:...}, which Hydra resolves (conf/hydra/default.yaml) before the job.
+from emoclip.runs import run_folder  # noqa: F401
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 
 def config_dir() -> str:
     """conf/ beside the package in a source checkout, emoclip/conf inside an installed wheel."""
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parents[1]  # the emoclip package
     for candidate in (here / "conf", here.parent / "conf"):
         if (candidate / "train.yaml").is_file():
             return str(candidate)
@@ -49,8 +50,9 @@ def expand_home(argument: str) -> str:
     return f"{key}={expanded}"
 
 
-def hydra_entry(config_name: str) -> Callable:
-    """@hydra.main for an emoclip entry point, reading `~/...` values as the shell would."""
+def hydra_entry(config_name: str, without_arguments: Sequence[str] = ()) -> Callable:
+    """@hydra.main for an emoclip entry point, reading `~/...` values as the shell would;
+    `without_arguments`: the overrides a command line with no arguments at all stands for."""
     import hydra
 
     def decorate(task: Callable[[DictConfig], T]) -> Callable:
@@ -61,7 +63,7 @@ def hydra_entry(config_name: str) -> Callable:
         @functools.wraps(task)
         def main(cfg_passthrough: DictConfig | None = None):
             if cfg_passthrough is None:
-                sys.argv[1:] = [expand_home(a) for a in sys.argv[1:]]
+                sys.argv[1:] = [expand_home(a) for a in sys.argv[1:]] or list(without_arguments)
             return hydra_main(cfg_passthrough)
 
         return main
@@ -83,7 +85,7 @@ def run_reporting_errors(job: Callable[[], T]) -> T:
     try:
         return job()
     except KeyboardInterrupt:
-        # Inside fit/validate/test Lightning handles Ctrl-C (see emoclip.faults); this is the
+        # Inside fit/validate/test Lightning handles Ctrl-C (see emoclip.runs.faults); this is the
         # rest: reading data, building the model, writing the run folder.
         raise SystemExit("emoclip: interrupted (Ctrl-C)") from None
     except Exception as err:
@@ -122,12 +124,13 @@ def run_entry(cfg: DictConfig, job: Callable[[], T], reads_checkpoint: bool = Fa
     reachability settled, then the job; emoclip's errors end it as one `emoclip: ...` line.
     `reads_checkpoint`: the entry reads the checkpoint ckpt_path names (eval, predict,
     explain), a file or a run folder's best one (checkpoint_to_read)."""
-    from emoclip import config_checks, offline, threads
-    from emoclip.console import (
+    from emoclip.cli import config_checks
+    from emoclip.runs.console import (
         copy_console_to_job_log,
         route_library_logs_through_hydra,
         silence_library_noise,
     )
+    from emoclip.system import offline, threads
 
     silence_library_noise()
 

@@ -21,7 +21,7 @@ from typing import TextIO
 # Python warnings from libraries that say nothing true or useful about an emoclip run.
 NOISE_WARNINGS = (
     # The csv logger's folder is the run folder, which always holds .hydra/ already; a resumed
-    # run keeps its metrics.csv rows (emoclip.tracking), so nothing "will be deleted".
+    # run keeps its metrics.csv rows (emoclip.runs.tracking), so nothing "will be deleted".
     r"Experiment logs directory .* exists and is not empty",
     # lightning 2.6 on torch 2.13 uses a deprecated torch API internally: not the user's to fix.
     r"`isinstance\(treespec, LeafSpec\)` is deprecated",
@@ -107,7 +107,7 @@ class _Tee:
 
 class _DeferredLog:
     """The job log file, opened only once the run folder's checks pass (start_job_log, called
-    by emoclip.run_folder.RunFolder.claim), without following a symbolic link; until then what
+    by emoclip.runs.run_folder.RunFolder.claim), without following a symbolic link; until then what
     is written waits here, and a refused command's lines never reach any file."""
 
     def __init__(self, path: Path):
@@ -131,7 +131,7 @@ class _DeferredLog:
         try:
             fd = os.open(self.path, flags, 0o644)
         except OSError as err:
-            from emoclip.atomic import write_error
+            from emoclip.system.atomic import write_error
 
             raise write_error(self.path, err) from err
         self.file = os.fdopen(fd, "a", encoding="utf-8")

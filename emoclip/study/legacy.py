@@ -10,48 +10,12 @@ import copy
 from pathlib import Path
 
 from emoclip.errors import ConfigError
+from emoclip.models.old_parameters import REBUILD, upgrade_state_dict
 
 CLIP_FUSION = "emoclip.models.clip_fusion.ClipFusion"
 TEXT_LSTM = "emoclip.models.text_lstm.TextLSTM"
 IMAGE_CNN = "emoclip.models.image_cnn.ImageCNN"
 TOWER_FUSION = "emoclip.models.tower_fusion.TowerFusion"
-
-# Old parameter-name prefix -> today's (None: dropped; CLIP's contrastive temperature, which
-# classification never used).
-RENAMED = (
-    ("network.clip.text_model.", "network.towers.text.encoder.text_model."),
-    ("network.clip.text_projection.", "network.towers.text.encoder.text_projection."),
-    ("network.clip.vision_model.", "network.towers.image.encoder.vision_model."),
-    ("network.clip.visual_projection.", "network.towers.image.encoder.visual_projection."),
-    ("network.clip.logit_scale", None),
-    ("network.fusion.text_head.", "network.fusion.heads.text."),
-    ("network.fusion.image_head.", "network.fusion.heads.image."),
-    ("network.embedding.", "network.towers.text.embedding."),
-    ("network.lstm.", "network.towers.text.lstm."),
-    ("network.features.", "network.towers.image.features."),
-    ("network.head.", "network.fusion.head."),
-)
-REBUILD = (
-    "rebuild it with this version of emoclip: train it again with the overrides its run folder "
-    "lists in .hydra/overrides.yaml (emoclip-train <those overrides>)"
-)
-
-
-def is_legacy(state_dict: dict) -> bool:
-    return any(k.startswith(tuple(old for old, _ in RENAMED)) for k in state_dict)
-
-
-def upgrade_state_dict(state_dict: dict) -> dict:
-    """Parameter names of an earlier layout in today's; today's names pass unchanged."""
-    upgraded = {}
-    for key, value in state_dict.items():
-        for old, new in RENAMED:
-            if key.startswith(old):
-                key = None if new is None else new + key[len(old) :]
-                break
-        if key is not None:
-            upgraded[key] = value
-    return upgraded
 
 
 def upgrade_checkpoint(checkpoint: dict, path: str | Path) -> dict:
@@ -73,7 +37,7 @@ def upgrade_checkpoint(checkpoint: dict, path: str | Path) -> dict:
             f"read as today's (no {err}); {REBUILD}"
         ) from err
     # How the old run was trained (its callbacks and loggers named classes since renamed) is
-    # not part of its study: today's shipped defaults stand in (emoclip.stored_study).
+    # not part of its study: today's shipped defaults stand in (emoclip.study.stored_study).
     for key in ("trainer", "callbacks", "logger"):
         hparams.pop(key, None)
     checkpoint["hyper_parameters"] = hparams
@@ -116,16 +80,6 @@ def old_data_source(source: str):
     )
 
 
-def refuse_resuming(checkpoint: dict) -> None:
-    """Resuming training needs the optimizer's state, whose parameter order the towers changed."""
-    if checkpoint.get("optimizer_states") and is_legacy(checkpoint.get("state_dict", {})):
-        raise ConfigError(
-            "this checkpoint was written by an earlier emoclip (before towers): emoclip-eval, "
-            "emoclip-predict and emoclip-explain load it, but its training cannot be resumed; "
-            f"start a new run, or {REBUILD}"
-        )
-
-
 def _tower_fusion(old: dict, **towers) -> dict:
     return {
         "_target_": TOWER_FUSION,
@@ -148,7 +102,6 @@ def _clip_fusion(model: dict, data: dict) -> dict:
         "_target_": "emoclip.models.towers.clip.ClipTextTower",
         "_partial_": True,
         "backbone": old["backbone"],
-        "tokenizer": model.get("tokenizer"),
         "finetune": own_mode["text"],
     }
     image = {

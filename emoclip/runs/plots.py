@@ -15,7 +15,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from emoclip.atomic import atomic_path  # noqa: E402
+from emoclip.system.atomic import atomic_path  # noqa: E402
 
 
 def plot_curves(history: Sequence[dict], path: Path, best: dict | None = None) -> None:
@@ -212,7 +212,7 @@ def plot_overlaid_curves(
 
 
 def _save(fig, path: Path, tight: bool = True, dpi: int = 120) -> None:
-    """Written whole or not at all (emoclip.atomic), in the format the suffix names."""
+    """Written whole or not at all (emoclip.system.atomic), in the format the suffix names."""
     try:
         if tight:
             fig.tight_layout()

@@ -19,8 +19,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from emoclip.config_checks import config_strings
-
 log = logging.getLogger(__name__)
 
 OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
@@ -49,6 +47,18 @@ def hub_reachable(endpoint: str, seconds: float = PROBE_SECONDS) -> bool:
     # A thread: name resolution is not bounded by the socket timeout.
     threading.Thread(target=probe, daemon=True).start()
     return answered.wait(seconds + 0.5)
+
+
+def config_strings(node: Any) -> Iterator[str]:
+    """Every string value in a config given as plain containers (dicts and lists)."""
+    if isinstance(node, dict):
+        for value in node.values():
+            yield from config_strings(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from config_strings(value)
+    elif isinstance(node, str):
+        yield node
 
 
 def hub_ids(node: Any) -> Iterator[str]:
@@ -89,7 +99,7 @@ def checkpoint_hub_ids(config: dict) -> Iterator[str]:
     path = config.get("ckpt_path")
     if not isinstance(path, str) or not Path(path).is_file():
         return
-    from emoclip.checkpoint_io import load_checkpoint_file  # torch: only for a checkpoint
+    from emoclip.system.checkpoint_io import load_checkpoint_file  # torch: only for a checkpoint
 
     try:
         stored = load_checkpoint_file(path, mmap=True).get("hyper_parameters")

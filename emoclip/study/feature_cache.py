@@ -14,7 +14,7 @@ checked on load.
 
 A cache file is data from disk like any other: what it holds is checked before it is used. Each
 file records, when written, its entries' shapes and dtypes and a digest of their content keyed
-by a secret kept in the user's own config folder (emoclip.integrity; a forger cannot make it); on
+by a secret kept in the user's own config folder (emoclip.system.integrity; a forger cannot make it); on
 reading, the entries must be float32 rows of features, one per example of the split, match
 what was recorded, and a few rows recomputed with the encoders must match the cached ones (a
 file forged with the right key and a fitting hash still fails that). A file that fails any check
@@ -39,12 +39,13 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from emoclip.atomic import atomic_path
+from emoclip.contract import INPUT_IDS, PIXEL_VALUES, PIXELS
 from emoclip.data.datamodule import EmotionDataModule, EncodedSplit, FeatureSplit
 from emoclip.data.images import normalize
 from emoclip.errors import ConfigError, WriteError
-from emoclip.integrity import keyed_digest, same_digest
 from emoclip.models.base import Network
+from emoclip.system.atomic import atomic_path
+from emoclip.system.integrity import keyed_digest, same_digest
 
 log = logging.getLogger(__name__)
 FORMAT = 2  # bump when what a file holds changes
@@ -185,7 +186,7 @@ class _Encoder:
         if data.text_pool is not None and "text" in self.modalities:
             for c, texts in enumerate(data.text_pool):
                 pool_items = [
-                    {"index": j, "labels": torch.tensor(c), "input_ids": ids}
+                    {"index": j, "labels": torch.tensor(c), INPUT_IDS: ids}
                     for j, ids in enumerate(texts)
                 ]
                 out[f"pool.{c}"] = self._run(pool_items, "text")
@@ -206,11 +207,11 @@ class _Encoder:
 
     @torch.no_grad()
     def _run(self, items: list[dict], modality: str) -> torch.Tensor:
-        keep = {"index", "labels", "pixels" if modality == "image" else "input_ids"}
+        keep = {"index", "labels", PIXELS if modality == "image" else INPUT_IDS}
         items = [{k: v for k, v in item.items() if k in keep} for item in items]
         order = list(range(len(items)))
         if modality == "text":
-            order.sort(key=lambda i: -len(items[i]["input_ids"]))
+            order.sort(key=lambda i: -len(items[i][INPUT_IDS]))
         collate, size = self.datamodule.collate(), self.datamodule.eval_batch_size
         dm = self.datamodule
         was_training = self.network.training
@@ -221,8 +222,8 @@ class _Encoder:
             for start in range(0, len(order), size):
                 chunk = [items[i] for i in order[start : start + size]]
                 batch = {k: v.to(self.device) for k, v in collate(chunk).items()}
-                if "pixels" in batch:
-                    batch["pixel_values"] = normalize(batch.pop("pixels"), dm.mean, dm.std)
+                if PIXELS in batch:
+                    batch[PIXEL_VALUES] = normalize(batch.pop(PIXELS), dm.mean, dm.std)
                 with self.context():
                     features.append(self.network.encode(batch, modality).float().cpu())
         finally:
@@ -263,7 +264,7 @@ def expected_rows(modalities: Sequence[str], data: EncodedSplit) -> dict[str, in
 
 
 def content_digest(tensors: dict[str, torch.Tensor]) -> str:
-    """A digest of a cache file's content keyed by this user's secret (emoclip.integrity): a
+    """A digest of a cache file's content keyed by this user's secret (emoclip.system.integrity): a
     forger who rewrites the file cannot compute it, as anyone can a plain sha256."""
 
     def chunks():

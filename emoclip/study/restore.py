@@ -2,7 +2,7 @@
 
 A checkpoint is loaded as data (`weights_only`), never by running pickled code; its entries
 are checked as typed plain values (`checked_entries`), and its study is rebuilt from emoclip's
-own configs and the file's plain values (emoclip.stored_study), so nothing in the file chooses
+own configs and the file's plain values (emoclip.study.stored_study), so nothing in the file chooses
 what code runs. That study and the tokenizer stored beside it rebuild the network exactly as it
 was trained.
 """
@@ -18,13 +18,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from emoclip.checkpoint_io import load_checkpoint_file
 from emoclip.data.labels import CUSTOM, LABEL_SPACES
 from emoclip.errors import ConfigError
-from emoclip.models.legacy import upgrade_checkpoint
 from emoclip.models.module import EmotionClassifier
-from emoclip.stored_study import read_stored_study
-from emoclip.study import (
+from emoclip.study.build import (
     Study,
     build_module,
     build_study,
@@ -32,7 +29,10 @@ from emoclip.study import (
     prepare_process,
     study_tokenizer,
 )
-from emoclip.trust import GUARD_ONLY, Trust
+from emoclip.study.legacy import upgrade_checkpoint
+from emoclip.study.stored_study import read_stored_study
+from emoclip.study.trust import GUARD_ONLY, Trust
+from emoclip.system.checkpoint_io import load_checkpoint_file
 
 MAX_CLASSES = 1000
 MAX_NAME = 100  # characters of a class or label-space name
@@ -40,7 +40,7 @@ MAX_NAME = 100  # characters of a class or label-space name
 
 def load_checkpoint(path: str | Path, mmap: bool = False) -> dict:
     """An emoclip checkpoint, read as data, its entries checked (checked_entries); its study
-    config is not yet read (study_config and resume do that, through emoclip.stored_study)."""
+    config is not yet read (study_config and resume do that, through emoclip.study.stored_study)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"ckpt_path={str(path)!r} is not a file")
@@ -156,7 +156,7 @@ def study_config(
     trust: Trust = GUARD_ONLY,
     paths: DictConfig | None = None,
 ) -> DictConfig:
-    """The checkpoint's study, rebuilt by emoclip.stored_study (with the entry's own `paths`),
+    """The checkpoint's study, rebuilt by emoclip.study.stored_study (with the entry's own `paths`),
     then the user's overrides on top."""
     cfg = read_stored_study(
         checkpoint["hyper_parameters"],
@@ -211,8 +211,6 @@ def restore_for_prediction(path: str | Path, trust: Trust = GUARD_ONLY) -> tuple
     datamodule = instantiate(
         cfg.data, dataset=None, classes=label_space["classes"], label_space=label_space["name"]
     )
-    if "text" in datamodule.modalities and cfg.model.get("tokenizer") is None:
-        raise ConfigError(f"{path}: the study uses text but its model.tokenizer is not set")
     tokenizer = study_tokenizer(
         cfg.model, datamodule.modalities, saved=checkpoint["emoclip"].get("tokenizer")
     )

@@ -11,8 +11,8 @@ from pathlib import Path
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from omegaconf import DictConfig, open_dict
 
-from emoclip.atomic import open_atomically
-from emoclip.sweep import sweep_dir
+from emoclip.runs.sweep import sweep_dir
+from emoclip.system.atomic import open_atomically
 
 
 def group_by_sweep(cfg: DictConfig) -> None:

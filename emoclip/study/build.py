@@ -13,17 +13,16 @@ import torch
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from emoclip.cli import config_dir  # noqa: F401 (its home is emoclip.cli, light for the entries)
+from emoclip.cli.entry import config_dir  # noqa: F401 (its home is emoclip.cli.entry, light for the entries)
 from emoclip.data.datamodule import EmotionDataModule
-from emoclip.data.tokenizer import build_tokenizer, is_trained, tokenizer_to_json
+from emoclip.data.tokenizer import build_tokenizer, tokenizer_to_json
 from emoclip.errors import ConfigError
 from emoclip.models.base import Network
-from emoclip.models.feature_cache import FeatureCache
 from emoclip.models.module import EmotionClassifier
 from emoclip.models.task import TaskSpec
-from emoclip.models.towers.open_clip import default_bpe_vocab
-from emoclip.stored_study import recorded_choices
-from emoclip.threads import take_threads_key
+from emoclip.study.feature_cache import FeatureCache
+from emoclip.study.stored_study import recorded_choices
+from emoclip.system.threads import take_threads_key
 
 log = logging.getLogger(__name__)
 
@@ -61,14 +60,26 @@ def is_training_free(model_cfg: DictConfig) -> bool:
 
 
 def study_tokenizer(model_cfg: DictConfig, modalities, train_texts=None, saved: str | None = None):
-    """The text tower's tokenizer (model.tokenizer): its saved JSON if the checkpoint has one,
-    the pretrained one it names, or one trained on `train_texts()`; None without text."""
-    if "text" not in modalities:
+    """The tokenizer the network declares (its text tower's): its saved JSON if the checkpoint
+    has one, else built from the declaration; None for a study without text."""
+    cls = network_class(model_cfg)
+    if "text" not in modalities and not cls.needs_tokenizer:
         return None
-    spec = model_cfg.get("tokenizer")
+    spec = cls.tokenizer_spec(model_cfg.network)
     if spec is None:
-        raise ConfigError("the study uses text but model.tokenizer is not set")
-    return build_tokenizer(spec, train_texts, saved, default_bpe=default_bpe_vocab)
+        raise ConfigError(
+            f"the study uses text but model.network ({cls.__name__}) declares no tokenizer"
+        )
+    return build_tokenizer(spec, train_texts, saved)
+
+
+def network_arguments(model_cfg: DictConfig) -> dict:
+    """model.network as its class takes it: a text tower's `tokenizer` node is the tower's
+    declaration of its tokenizer (TextTower.tokenizer_spec, read by the study), not an argument."""
+    network = OmegaConf.to_container(model_cfg.network, resolve=True)
+    if isinstance(network.get("text_tower"), dict):
+        network["text_tower"].pop("tokenizer", None)
+    return network
 
 
 def build_study(cfg: DictConfig, saved_tokenizer: str | None = None) -> Study:
@@ -132,24 +143,25 @@ def build_module(
 ) -> EmotionClassifier:
     """The study's LightningModule around its network, for these classes (in `label_space`,
     recorded in its checkpoints beside them) and this tokenizer."""
+    spec = None if tokenizer is None else network_class(cfg.model).tokenizer_spec(cfg.model.network)
     task = TaskSpec(
         classes=classes,
         vocab_size=len(tokenizer) if tokenizer is not None else 0,
         pad_token_id=tokenizer.pad_token_id if tokenizer is not None else 0,
         bos_token_id=tokenizer.bos_token_id if tokenizer is not None else None,
         eos_token_id=tokenizer.eos_token_id if tokenizer is not None else None,
-        max_text_length=cfg.model.tokenizer.max_length if tokenizer is not None else 77,
+        max_text_length=(spec.max_length or 77) if spec is not None else 77,
+        tokenizer=tokenizer,
     )
-    network_class(cfg.model)
     # Called, not passed to instantiate: Hydra would turn the dataclass into a DictConfig.
-    network = instantiate(cfg.model.network, _partial_=True)(task=task)
+    network = instantiate(network_arguments(cfg.model), _partial_=True)(task=task)
     if set(network.modalities) != set(cfg.model.modalities):
         raise ConfigError(
             f"model={cfg.model.name} is a study of {list(cfg.model.modalities)} but its network "
             f"reads {list(network.modalities)}: a text and an image tower make a two-modality "
             "study, model=clip_fusion"
         )
-    trained_tokenizer = tokenizer is not None and is_trained(cfg.model.tokenizer)
+    trained_tokenizer = spec is not None and spec.travels_in_checkpoints
     return EmotionClassifier(
         network,
         classes,
@@ -179,7 +191,7 @@ def build_trainer(
     loggers = []
     if with_loggers and cfg.get("logger"):
         loggers = [instantiate(lg) for lg in cfg.logger.values() if lg and "_target_" in lg]
-    take_threads_key(cfg)  # emoclip's (emoclip/threads.py), not a Trainer argument
+    take_threads_key(cfg)  # emoclip's (emoclip/system/threads.py), not a Trainer argument
     precision = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
     return instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, precision=precision

@@ -18,12 +18,15 @@ reasons in `"degenerate_why"`; the run ends with a WARNING naming them.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import Counter
 from collections.abc import Sequence
 
 import torch
 from torchmetrics.functional.classification import multiclass_accuracy, multiclass_f1_score
+
+log = logging.getLogger(__name__)
 
 NOISE_SE = 2.0  # how many standard errors above the floor a model's macro-F1 must be
 ABLATION_SCOPES = {"test_text_only": "text_only", "test_image_only": "image_only"}
@@ -125,3 +128,11 @@ def warning(metrics: dict) -> str | None:
             "more (model.class_weights=balanced)",
         ]
     )
+
+
+def warn_if_degenerate(metrics: dict) -> None:
+    """The closing WARNING of a run no better than its majority class."""
+    if metrics.get("fast_dev_run"):
+        return  # one batch per split: no result, and no warning about it
+    if text := warning(metrics):
+        log.warning(text)
