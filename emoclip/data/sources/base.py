@@ -167,6 +167,17 @@ class Source(ABC):
         return grouped
 
     @classmethod
+    def write_examples(cls, folder: Path, source: Mapping) -> dict[str, Any]:
+        """Write a few small files in this source's own format under `folder` and return the
+        data config values that read them, as keys under `data` (e.g. {"root": folder}, or
+        {"root": folder / "x.csv", "dataset.text_column": "post"}); a source that reads no
+        files returns small settings. `source`: the option's composed data.dataset node. The
+        contract tests train every source of the catalogue on these with debug=fdr."""
+        raise NotImplementedError(
+            f"{cls.__name__}.write_examples: a source writes small example files of its format"
+        )
+
+    @classmethod
     def groups_in_config(cls, source: Mapping) -> str | None:
         """`group_description` as a run's config tells it (override with it)."""
         return cls.groups_by
