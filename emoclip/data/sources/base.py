@@ -234,10 +234,11 @@ def source_class(node: Any) -> type[Source] | None:
     return found if isinstance(found, type) and issubclass(found, Source) else None
 
 
-def split_protocol(data: Mapping, folds: Sequence[int] = ()) -> str:
-    """How a run's data became train/val/test, asked of the source its data config names."""
+def split_protocol(data: Mapping, folds: Sequence[int] = (), find=source_class) -> str:
+    """How a run's data became train/val/test, asked of the source its data config names
+    (`find`: which classes may be imported for it; the report's also takes the catalogue's)."""
     source = data.get("dataset") if isinstance(data, Mapping) else None
-    kind = source_class(source)
+    kind = find(source)
     if kind is None:
         return "unknown (no data source in the config)"
     return kind.split_protocol(data, source, folds)
