@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from emoclip import catalogue, plugins
 from emoclip.report import main as report_main
@@ -25,9 +26,7 @@ from tests.test_contracts import (
     check_source,
     check_tower_cache,
     check_tower_mode,
-    tower_files,  # noqa: F401 (a fixture)
 )
-from tests.test_open_clip import tiny_open_clip  # noqa: F401 (a fixture)
 from tests.test_own_data import readme_block
 
 PLUGINS = Path(__file__).resolve().parent / "plugins"
@@ -86,7 +85,10 @@ def test_the_catalogue_lists_an_installed_plugins_options(example_plugin, capsys
     catalogue.main([])
     listing = capsys.readouterr().out
     assert f"# {ORIGIN}: {PLUGINS / PACKAGE / 'conf'}" in listing
-    assert "model/text_tower=bow" in listing and "emoclip_example_plugin.bow.BagOfWordsTower" in listing
+    assert (
+        "model/text_tower=bow" in listing
+        and "emoclip_example_plugin.bow.BagOfWordsTower" in listing
+    )
 
 
 def test_a_plugin_without_a_config_folder_is_skipped_with_one_warning(tmp_path, caplog):
@@ -110,9 +112,9 @@ def test_the_plugins_source_is_the_readmes_worked_source():
 
 
 @pytest.mark.parametrize("mode", ["full", "partial", "lora", "frozen", "cache"])
-def test_the_plugins_tower_passes_the_generated_contract(mode, example_plugin, tower_files, tmp_path):  # noqa: F811
+def test_the_plugins_tower_passes_the_generated_contract(mode, example_plugin, tmp_path):
     entry = plugin_entry("text tower")
-    tower = build_tower(entry, tower_files, tmp_path)
+    tower = build_tower(entry, {}, tmp_path)  # a plugin's tower is tested as configured
     if mode == "cache":
         check_tower_cache(entry, tower)
     else:
@@ -142,19 +144,29 @@ def run_entry(module: str, pythonpath: list[str], *overrides: str) -> subprocess
 
 @pytest.mark.slow
 def test_a_study_of_plugin_parts_trains_reports_and_resumes(example_plugin, tmp_path):
-    first, resumed = tmp_path / "fused", tmp_path / "resumed"
+    first = tmp_path / "fused"
     result = run_entry("emoclip.train", example_plugin, *FUSED, f"hydra.run.dir={first}")
     assert result.returncode == 0, result.stderr[-3000:]
-    choices = json.loads(json.dumps(_stored_choices(first / "checkpoints" / "last.ckpt")))
+    choices = _stored_choices(first / "checkpoints" / "last.ckpt")
     assert choices["model/text_tower"] == "bow" and choices["model/fusion"] == "bilinear"
-    # Resumed through the real entry: the checkpoint's study is rebuilt from the plugin's
-    # configs (no allow_targets: the catalogue lists its classes).
-    checkpoint = first / "checkpoints" / "last.ckpt"
-    again = [*FUSED[:-1], "trainer.max_epochs=2", f"ckpt_path={checkpoint}"]
-    result = run_entry("emoclip.train", example_plugin, *again, f"hydra.run.dir={resumed}")
+    # Stopped after its first epoch (no metrics.json yet), then continued through the real
+    # entry with nothing but a longer schedule: its study is taken from its checkpoint,
+    # rebuilt from the plugin's configs (no allow_targets: the catalogue lists its classes).
+    (first / "metrics.json").unlink()
+    result = run_entry(
+        "emoclip.train", example_plugin, f"ckpt_path={first}", "trainer.max_epochs=2"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert f"continuing from {checkpoint}" in result.stdout + result.stderr
-    assert json.loads((resumed / "metrics.json").read_text())["epochs_trained"] == 2
+    log = result.stdout + result.stderr
+    assert f"continuing {first} with its own" in log and "continuing from" in log
+    resumed = json.loads((first / "metrics.json").read_text())
+    assert resumed["status"] == "finished"
+    stored = (first / ".hydra" / "config.yaml").read_text()
+    assert "emoclip_example_plugin.bow.BagOfWordsTower" in stored
+    # What it records is what it ran (the checkpoint's options), not the command line's.
+    assert _stored_choices(first / "checkpoints" / "last.ckpt")["model/text_tower"] == "bow"
+    recorded = yaml.safe_load((first / ".hydra" / "hydra.yaml").read_text())
+    assert recorded["hydra"]["runtime"]["choices"]["model/fusion"] == "bilinear"
     # The plugin's source, in this process; then the report of both runs.
     files = tmp_path / "texts"
     source = catalogue.listed_class("emoclip_example_plugin.lines_per_class.LinesPerClass")
