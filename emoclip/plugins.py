@@ -22,8 +22,10 @@ plugin's config.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
+import sys
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -49,7 +51,14 @@ class ConfigFolder:
 
 def plugin_folders() -> list[ConfigFolder]:
     """The config folder of each installed plugin (entry point group `emoclip.plugins`), in
-    the order of their names. A plugin whose folder is missing is skipped with one warning."""
+    the order of their names. A plugin whose folder is missing is skipped with one warning.
+    Read once per import path (sys.path): a plugin installed while a process runs is seen by
+    the next one."""
+    return list(_plugin_folders(tuple(sys.path)))
+
+
+@functools.lru_cache(maxsize=8)
+def _plugin_folders(import_path: tuple[str, ...]) -> tuple[ConfigFolder, ...]:
     found = []
     for point in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda p: p.name):
         folder = _package_folder(point.value)
@@ -62,7 +71,7 @@ def plugin_folders() -> list[ConfigFolder]:
             )
             continue
         found.append(ConfigFolder(configs.resolve(), f"plugin {point.name} ({point.value})"))
-    return found
+    return tuple(found)
 
 
 def searchpath_folders(searchpath: list[str] | tuple[str, ...]) -> list[ConfigFolder]:
