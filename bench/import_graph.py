@@ -67,9 +67,7 @@ def components(units: set[str], edges: set[tuple[str, str]]) -> list[set[str]]:
 def layers(units: set[str], edges: set[tuple[str, str]]) -> int:
     comps = components(units, edges)
     where = {u: i for i, c in enumerate(comps) for u in c}
-    out = {
-        i: {where[b] for a, b in edges if where[a] == i and where[b] != i} for i in where.values()
-    }
+    out = {i: {where[b] for a, b in edges if where[a] == i and where[b] != i} for i in where.values()}
 
     @cache
     def depth(i: int) -> int:
