@@ -218,9 +218,9 @@ def _entry(kind: str, option: Option) -> Entry:
     target = option.main_target
     modalities: tuple[str, ...] = ()
     if kind == "source" and target is None:  # a config at data (a pair): its dataset's class
-        target = (content.get("dataset") or {}).get("_target_")
+        target = _target_of(content.get("dataset"))
     elif kind == "network":
-        target = (content.get("network") or {}).get("_target_")
+        target = _target_of(content.get("network"))
         declared = content.get("modalities")
         modalities = tuple(declared) if isinstance(declared, list) else ()
     elif kind.endswith("tower"):
@@ -236,6 +236,10 @@ def _entry(kind: str, option: Option) -> Entry:
     )
 
 
+def _target_of(node: Any) -> Any:
+    return node.get("_target_") if isinstance(node, dict) else None
+
+
 def listed_class(target: Any) -> type | None:
     """The class a `_target_` names, imported only where an option of the config folders
     names it (a file's `_target_` alone never imports anything); None otherwise, or if it
@@ -248,14 +252,6 @@ def listed_class(target: Any) -> type | None:
     except ImportError:
         return None
     return found if isinstance(found, type) else None
-
-
-def display_of(kinds: tuple[str, ...], target: Any) -> str | None:
-    """The display name of the first option of these kinds whose class is `target`."""
-    for entry in entries():
-        if entry.kind in kinds and entry.target == target:
-            return entry.display
-    return None
 
 
 def main(argv: list[str] | None = None) -> None:
