@@ -204,7 +204,8 @@ def checked_choices(choices: Any, where: str) -> dict[str, str | None]:
         ):
             raise ConfigError(
                 f"{where}: recorded choice {group}={str(option)[:60]!r}: expected one of "
-                f"{', '.join(options(group))}"
+                f"{', '.join(options(group))} (a plugin's option needs the plugin installed; "
+                "one of your own config folder, its hydra.searchpath=[...] on the command line)"
             )
         chosen[group] = option
     return chosen

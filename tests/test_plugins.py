@@ -38,10 +38,11 @@ OPTIONS = {
     "fusion": "model/fusion=bilinear",
 }
 # A fused study of the plugin's tower and fusion, small enough for seconds.
-FUSED = ["model/text_tower=bow", "model/fusion=bilinear", "model/image_tower=cnn"]
-FUSED += ["model.image_tower.image_size=32", "model.image_tower.channels=[4,8]"]
-FUSED += ["data.dataset.train_size=60", "data.dataset.val_size=30", "data.dataset.test_size=30"]
-FUSED += ["data.dataset.image_size=32", "debug=limit", "trainer.max_epochs=1"]
+SMALL = ["model/image_tower=cnn", "model.image_tower.image_size=32"]
+SMALL += ["model.image_tower.channels=[4,8]", "data.dataset.image_size=32"]
+SMALL += ["data.dataset.train_size=60", "data.dataset.val_size=30", "data.dataset.test_size=30"]
+SMALL += ["debug=limit", "trainer.max_epochs=1"]
+FUSED = ["model/text_tower=bow", "model/fusion=bilinear", *SMALL]
 
 
 def install(site: Path) -> None:
@@ -202,3 +203,26 @@ def test_a_users_own_config_folder_through_hydra_searchpath(example_plugin, tmp_
     assert plugins.searchpath_folders([f"file://{tmp_path / 'my_conf'}"]) == [
         plugins.ConfigFolder((tmp_path / "my_conf").resolve(), "hydra.searchpath")
     ]
+
+
+@pytest.mark.slow
+def test_a_run_of_a_users_own_config_folder_resumes_with_its_searchpath(tmp_path):
+    """A run that used an option of the user's folder is continued when the command line
+    names the folder again, and refused in one line naming hydra.searchpath when it does not."""
+    mine = tmp_path / "my_conf" / "model" / "fusion"
+    mine.mkdir(parents=True)
+    (mine / "my_gated.yaml").write_text(
+        "_target_: emoclip.models.fusion.GatedFusion\n_partial_: true\n"
+    )
+    searchpath = f"hydra.searchpath=[file://{tmp_path / 'my_conf'}]"
+    run = tmp_path / "run"
+    study = [*SMALL, "model/text_tower=lstm", "model/fusion=my_gated"]
+    result = run_entry("emoclip.train", [], searchpath, *study, f"hydra.run.dir={run}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run / "metrics.json").unlink()  # stopped after its first epoch
+    refused = run_entry("emoclip.train", [], f"ckpt_path={run}", "trainer.max_epochs=2")
+    assert refused.returncode == 1
+    assert "model/fusion='my_gated'" in refused.stderr and "hydra.searchpath" in refused.stderr
+    resumed = run_entry("emoclip.train", [], f"ckpt_path={run}", "trainer.max_epochs=2", searchpath)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert json.loads((run / "metrics.json").read_text())["status"] == "finished"
