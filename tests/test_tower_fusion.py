@@ -7,8 +7,9 @@ from functools import partial
 import pytest
 import torch
 
+from emoclip.catalogue import entries
 from emoclip.errors import ConfigError
-from emoclip.models.fusion import ConcatFusion, CrossAttentionFusion, GatedFusion, LateFusion
+from emoclip.models.fusion import CrossAttentionFusion, GatedFusion, LateFusion
 from emoclip.models.module import EmotionClassifier
 from emoclip.models.task import TaskSpec
 from emoclip.models.tower_fusion import TowerFusion
@@ -64,10 +65,11 @@ def test_modality_dropout_removes_one_modality_per_example_only_in_training():
         TowerFusion(TASK, text_tower=LSTM, modality_dropout=0.2)
 
 
-FUSIONS = [ConcatFusion, LateFusion, GatedFusion, CrossAttentionFusion]
+# Every fusion the catalogue lists (conf/model/fusion/, and installed plugins').
+FUSIONS = [entry.load() for entry in entries("fusion")]
 
 
-@pytest.mark.parametrize("fusion", FUSIONS)
+@pytest.mark.parametrize("fusion", FUSIONS, ids=lambda f: f.__name__)
 def test_each_fusion_gives_logits_with_one_or_both_modalities(fusion):
     net = clip_fusion(fusion=fusion, hidden_size=16).eval()
     full = batch()
@@ -76,7 +78,7 @@ def test_each_fusion_gives_logits_with_one_or_both_modalities(fusion):
         assert logits.shape == (6, 3) and torch.isfinite(logits).all()
 
 
-@pytest.mark.parametrize("fusion", FUSIONS)
+@pytest.mark.parametrize("fusion", FUSIONS, ids=lambda f: f.__name__)
 def test_each_fusion_is_trained_by_both_towers(fusion):
     net = clip_fusion(fusion=fusion, hidden_size=16)
     torch.nn.functional.cross_entropy(net(batch()), torch.arange(6) % 3).backward()
@@ -84,7 +86,7 @@ def test_each_fusion_is_trained_by_both_towers(fusion):
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in tower.parameters())
 
 
-@pytest.mark.parametrize("fusion", FUSIONS)
+@pytest.mark.parametrize("fusion", FUSIONS, ids=lambda f: f.__name__)
 def test_towers_of_other_kinds_pair_under_each_fusion(fusion):
     """An LSTM text tower and a CNN image tower: different widths, and per-token outputs of
     their own kind (LSTM states, the CNN's grid cells)."""

@@ -29,7 +29,12 @@ log = logging.getLogger(__name__)
 
 
 def config_dir() -> str:
-    """conf/ beside the package in a source checkout, emoclip/conf inside an installed wheel."""
+    """conf/ beside the package in a source checkout, emoclip/conf inside an installed wheel.
+    Hydra composes from it, then from the installed plugins' folders (registered here on
+    Hydra's search path, emoclip.plugins)."""
+    from emoclip import plugins
+
+    plugins.register()
     here = Path(__file__).resolve().parents[1]  # the emoclip package
     for candidate in (here / "conf", here.parent / "conf"):
         if (candidate / "train.yaml").is_file():

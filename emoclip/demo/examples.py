@@ -58,6 +58,11 @@ class _Drawer:
                 yield i, label
 
 
+def drawer(seed: int = 0) -> _Drawer:
+    """Faces and texts drawn from this seed, for the writers below."""
+    return _Drawer(seed)
+
+
 def _save(pixels: np.ndarray, path: Path, rgb: bool = False) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     image = Image.fromarray(pixels)

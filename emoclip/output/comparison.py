@@ -21,7 +21,8 @@ import numpy as np
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from emoclip.catalogue import display_name
+from emoclip.catalogue import display_name, listed_class
+from emoclip.data.sources.base import Source, source_class
 from emoclip.data.sources.base import split_protocol as source_split_protocol
 from emoclip.errors import DataError
 from emoclip.output.document import Block, code, escape, link, to_html, to_markdown
@@ -210,7 +211,17 @@ def split_protocol(config: DictConfig, folds: Sequence[int] = ()) -> str:
     data = OmegaConf.select(config, "data")
     if not isinstance(data, DictConfig):
         return "unknown (no data config)"
-    return source_split_protocol(OmegaConf.to_container(data, resolve=False), folds)
+    return source_split_protocol(
+        OmegaConf.to_container(data, resolve=False), folds, find=_listed_source
+    )
+
+
+def _listed_source(node: Any) -> type | None:
+    """The source class a data config names: emoclip's own, or one the catalogue lists (an
+    installed plugin's); a class only a file names is never imported."""
+    target = node.get("_target_") if isinstance(node, dict) else None
+    found = source_class(node) or listed_class(target)
+    return found if isinstance(found, type) and issubclass(found, Source) else None
 
 
 def describe(config: DictConfig) -> dict[str, str]:
@@ -238,15 +249,21 @@ def _towers(config: DictConfig) -> dict[str, Any]:
     return {m: t for m in ("text", "image") if (t := _get(config, f"model.{m}_tower")) is not None}
 
 
+def _tower_name(modality: str, target: Any) -> str:
+    """The tower's option name in the catalogue (model/text_tower=lstm: lstm), else its class."""
+    found = display_name(f"model/{modality}_tower", str(target))
+    return found or escape(str(target).rsplit(".", 1)[-1])
+
+
 def _backbone(config: DictConfig) -> str:
     """CLIP's weights (both towers CLIP's halves, or a CLIP-only model), else each tower."""
     towers = _towers(config)
-    kinds = {m: str(t.get("_target_", "")).rsplit(".", 1)[-1] for m, t in towers.items()}
-    if not towers or (len(towers) == 2 and all(k.startswith("Clip") for k in kinds.values())):
+    kinds = {m: _tower_name(m, t.get("_target_", "")) for m, t in towers.items()}
+    if not towers or (len(towers) == 2 and all(k == "clip" for k in kinds.values())):
         return "–" if _get(config, "model.backbone") is None else _clip_label(config)
     labels = []
     for m, tower in towers.items():
-        kind = kinds[m].removesuffix("TextTower").removesuffix("ImageTower").lower()
+        kind = kinds[m]
         source = tower.get("name_or_path") or tower.get("model_name")
         if kind == "clip":
             source = _clip_label(config)

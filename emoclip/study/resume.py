@@ -17,10 +17,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from emoclip.data.sources.base import LOCATION_KEYS
 from emoclip.errors import ConfigError, DataError
@@ -32,7 +33,7 @@ from emoclip.runs.run_folder import (
     shown_overrides,
 )
 from emoclip.study.restore import load_checkpoint
-from emoclip.study.stored_study import read_stored_study
+from emoclip.study.stored_study import RECORDED_GROUPS, read_stored_study
 from emoclip.study.trust import GUARD_ONLY, Trust
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,23 @@ def adopt_stored_study(cfg: DictConfig, checkpoint: Path, loaded: dict, trust: T
             cfg[key] = rebuilt[key]
     if adopted:
         log.info("continuing %s with its own %s", checkpoint.parent.parent, ", ".join(adopted))
+        record_adopted_choices(loaded["emoclip"].get("choices"), adopted)
+
+
+def record_adopted_choices(stored: Any, adopted: list[str]) -> None:
+    """The group options the adopted keys came from (the checkpoint's, already checked by the
+    stored-study reader) replace the command line's in the running app's record: the run
+    folder's hydra.yaml and the checkpoints this run writes then name the options it runs
+    (model/text_tower=bow, not the default the command line composed)."""
+    if not isinstance(stored, dict):
+        return
+    choices = HydraConfig.get().runtime.choices
+    with read_write(choices), open_dict(choices):
+        for group in [g for g in choices if g in RECORDED_GROUPS and g.split("/")[0] in adopted]:
+            del choices[group]  # the command line's; the stored study's replace them
+        for group, option in stored.items():
+            if group in RECORDED_GROUPS and group.split("/")[0] in adopted:
+                choices[group] = option
 
 
 def check_run_folder_named() -> None:

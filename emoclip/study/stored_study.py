@@ -8,7 +8,10 @@ So a file never chooses what code runs, and nothing read from one is resolved or
    `model/text_tower=`, `data=`, ...: recorded at training, checkpoint["emoclip"]["choices"] or
    the run folder's .hydra/hydra.yaml); an older file without them is matched to the shipped
    options by the `_target_` strings it holds (emoclip.catalogue: a table lookup, no import).
-2. emoclip composes those options from its own conf/ with Hydra.
+2. emoclip composes those options with Hydra from the config folders the catalogue lists:
+   its own conf/ and each installed plugin's (emoclip.plugins; a plugin's classes are
+   instantiated because the plugin is installed and its config names them, not because a
+   file does), and the entry's own `hydra.searchpath`, given on its command line.
 3. The stored values are copied over it only where they are plain data the composed config
    has room for: a literal (str, int, float, bool, None; a list of them) where the composed
    config has a plain value of the same type, or none; a value equal to the composed one. A
@@ -37,11 +40,13 @@ from emoclip.catalogue import (
     OPTION_NAME,
     Option,
     catalogue,
+    config_folders,
     is_option,
     options,
     shipped_targets,
 )
 from emoclip.errors import ConfigError
+from emoclip.plugins import running_searchpath
 from emoclip.study.trust import GUARD_ONLY, Trust
 
 SPECIAL_KEYS = ("_target_", "_args_", "_partial_", "_recursive_", "_convert_")
@@ -229,7 +234,8 @@ def checked_choices(choices: Any, where: str) -> dict[str, str | None]:
         ):
             raise ConfigError(
                 f"{where}: recorded choice {group}={str(option)[:60]!r}: expected one of "
-                f"{', '.join(options(group))}"
+                f"{', '.join(options(group))} (a plugin's option needs the plugin installed; "
+                "one of your own config folder, its hydra.searchpath=[...] on the command line)"
             )
         chosen[group] = option
     return chosen
@@ -373,10 +379,12 @@ _COMPOSED: dict[tuple, dict] = {}
 
 
 def _composed(chosen: tuple[tuple[str, str], ...], where: str) -> dict:
-    """compose_study's config as plain containers, composed once per process per choice."""
-    if chosen not in _COMPOSED:
-        _COMPOSED[chosen] = OmegaConf.to_container(compose_study(dict(chosen), where))
-    return _COMPOSED[chosen]
+    """compose_study's config as plain containers, composed once per process per choice (and
+    config folders)."""
+    key = (chosen, tuple(f.path for f in config_folders()))
+    if key not in _COMPOSED:
+        _COMPOSED[key] = OmegaConf.to_container(compose_study(dict(chosen), where))
+    return _COMPOSED[key]
 
 
 def compose_study(chosen: Mapping[str, str], where: str) -> DictConfig:
@@ -390,6 +398,11 @@ def compose_study(chosen: Mapping[str, str], where: str) -> DictConfig:
     from emoclip.cli.entry import config_dir
 
     overrides = [f"{group}={option}" for group, option in chosen.items()]
+    # The config folders the catalogue lists: conf/ and the installed plugins' (on Hydra's
+    # search path, emoclip.plugins), and the entry's own hydra.searchpath, given by the user.
+    searchpath = [f"'{entry}'" for entry in running_searchpath() if "'" not in entry]
+    if searchpath:
+        overrides.append(f"hydra.searchpath=[{','.join(searchpath)}]")
     loader = ConfigLoaderImpl(config_search_path=create_config_search_path(config_dir()))
     try:
         cfg = loader.load_configuration("train", overrides, RunMode.RUN, from_shell=False)

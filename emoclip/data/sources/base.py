@@ -162,6 +162,17 @@ class Source(ABC):
         return grouped
 
     @classmethod
+    def write_examples(cls, folder: Path, source: Mapping) -> dict[str, Any]:
+        """Write a few small files in this source's own format under `folder` and return the
+        data config values that read them, as keys under `data` (e.g. {"root": folder}, or
+        {"root": folder / "x.csv", "dataset.text_column": "post"}); a source that reads no
+        files returns small settings. `source`: the option's composed data.dataset node. The
+        contract tests train every source of the catalogue on these with debug=fdr."""
+        raise NotImplementedError(
+            f"{cls.__name__}.write_examples: a source writes small example files of its format"
+        )
+
+    @classmethod
     def groups_in_config(cls, source: Mapping) -> str | None:
         """`group_description` as a run's config tells it (override with it)."""
         return cls.groups_by
@@ -218,10 +229,11 @@ def source_class(node: Any) -> type[Source] | None:
     return found if isinstance(found, type) and issubclass(found, Source) else None
 
 
-def split_protocol(data: Mapping, folds: Sequence[int] = ()) -> str:
-    """How a run's data became train/val/test, asked of the source its data config names."""
+def split_protocol(data: Mapping, folds: Sequence[int] = (), find=source_class) -> str:
+    """How a run's data became train/val/test, asked of the source its data config names
+    (`find`: which classes may be imported for it; the report's also takes the catalogue's)."""
     source = data.get("dataset") if isinstance(data, Mapping) else None
-    kind = source_class(source)
+    kind = find(source)
     if kind is None:
         return "unknown (no data source in the config)"
     return kind.split_protocol(data, source, folds)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import defaultdict
+from collections.abc import Mapping
 from pathlib import Path
 
 from emoclip.data.labels import normalise_label
@@ -58,6 +59,12 @@ class CkPlus(Source):
                 f"got {peak_frames}"
             )
         self.peak_frames, self.include_neutral = peak_frames, include_neutral
+
+    @classmethod
+    def write_examples(cls, folder: Path, source: Mapping) -> dict:
+        from emoclip.demo.examples import drawer, write_ckplus
+
+        return {"root": write_ckplus(folder, subjects=8, drawer=drawer())}
 
     def read(self, root: Path, decoder: TextDecoder) -> list[Record]:
         if not root.is_dir():

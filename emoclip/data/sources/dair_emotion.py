@@ -9,6 +9,7 @@ or label names).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
 from emoclip.data.readers import TextDecoder, lines
@@ -42,6 +43,12 @@ class DairEmotion(Source):
 
     def __init__(self, name: str = "dair_emotion"):
         super().__init__(name)
+
+    @classmethod
+    def write_examples(cls, folder: Path, source: Mapping) -> dict:
+        from emoclip.demo.examples import drawer, write_dair
+
+        return {"root": write_dair(folder, per_class=12, drawer=drawer())}
 
     def read(self, root: Path, decoder: TextDecoder) -> Splits:
         if not root.is_dir():

@@ -8,6 +8,7 @@ fer2013.csv. The images are kept in memory as uint8 arrays; ids are "fer2013.csv
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,12 @@ class Fer2013(Source):
 
     def __init__(self, name: str = "fer2013"):
         super().__init__(name)
+
+    @classmethod
+    def write_examples(cls, folder: Path, source: Mapping) -> dict:
+        from emoclip.demo.examples import drawer, write_fer2013
+
+        return {"root": write_fer2013(folder, per_class=12, drawer=drawer())}
 
     def read(self, root: Path, decoder: TextDecoder) -> Splits:
         path = root / "fer2013.csv" if root.is_dir() else root

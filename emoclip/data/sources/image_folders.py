@@ -46,6 +46,18 @@ class ImageFolders(Source):
     def groups_in_config(cls, source: Mapping) -> str | None:
         return groups_from_pattern(source.get("group_pattern"))
 
+    @classmethod
+    def write_examples(cls, folder: Path, source: Mapping) -> dict:
+        from emoclip.demo.examples import drawer, write_image_folders
+
+        root = write_image_folders(folder, per_class=12, drawer=drawer())
+        return {
+            "root": root,
+            "dataset.group_pattern": "^(p[0-9]+)-",
+            "val_fraction": 0.2,
+            "test_fraction": 0.2,
+        }
+
     def read(self, root: Path, decoder: TextDecoder) -> list[Record]:
         expected = (
             "expected one folder per class, ROOT/<label>/<image> (e.g. ROOT/anger/0001.png), "

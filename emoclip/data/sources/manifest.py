@@ -55,6 +55,16 @@ class Manifest(Source):
     def group_description(self) -> str | None:
         return self.groups_by if self._has_groups else None
 
+    @classmethod
+    def write_examples(cls, folder: Path, source: Mapping) -> dict:
+        from emoclip.demo.examples import drawer, write_manifest
+
+        return {
+            "root": write_manifest(folder, 12, drawer()),
+            "val_fraction": 0.2,
+            "test_fraction": 0.2,
+        }
+
     def read(self, root: Path, decoder: TextDecoder) -> list[Record] | Splits:
         path = root
         if path.suffix.lower() not in MANIFEST_EXTENSIONS:

@@ -12,6 +12,7 @@ quarter of them are not UTF-8 (most are GB18030).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from emoclip.data.readers import TextDecoder, csv_rows, listing
@@ -39,6 +40,16 @@ class MvsaSingle(Source):
     def __init__(self, name: str = "mvsa_single", labels_file: str = "label/train.txt"):
         super().__init__(name)
         self.labels_file = labels_file
+
+    @classmethod
+    def write_examples(cls, folder: Path, source: Mapping) -> dict:
+        from emoclip.demo.examples import drawer, write_mvsa
+
+        return {
+            "root": write_mvsa(folder, per_class=12, drawer=drawer()),
+            "val_fraction": 0.2,
+            "test_fraction": 0.2,
+        }
 
     def read(self, root: Path, decoder: TextDecoder) -> list[Record]:
         if not root.is_dir():

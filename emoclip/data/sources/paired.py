@@ -127,6 +127,23 @@ class PairedByLabel(Source):
         return paired
 
     @classmethod
+    def write_examples(cls, folder: Path, source: Mapping) -> dict:
+        """Each part's own example files (its class writes them), one location each."""
+        values: dict[str, Any] = {}
+        for part in PARTS:
+            kind = source_class(source.get(part))
+            if kind is None:
+                raise ValueError(f"data.dataset.{part}: names no source class of emoclip")
+            for key, value in kind.write_examples(folder / part, source[part]).items():
+                if key == "root":
+                    values[f"root.{part}"] = value
+                elif key.startswith("dataset."):
+                    values[f"dataset.{part}.{key.removeprefix('dataset.')}"] = value
+                else:
+                    values[key] = value
+        return values
+
+    @classmethod
     def split_protocol(cls, data: Mapping, source: Mapping, folds: Sequence[int] = ()) -> str:
         described = []
         for part in PARTS:

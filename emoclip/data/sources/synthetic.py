@@ -3,7 +3,7 @@ its faces and writes its sentences); no files, its own train/val/test."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +71,12 @@ class SyntheticEmotions(Source):
         self.image_size = int(image_size)
         self.text_noise = float(text_noise)
         self.seed = int(seed)
+
+    @classmethod
+    def write_examples(cls, folder: Path, source: Mapping) -> dict:
+        """No files: generated; a small set instead."""
+        sizes = {"train_size": 70, "val_size": 35, "test_size": 35, "image_size": 32}
+        return {f"dataset.{key}": value for key, value in sizes.items()}
 
     def read(self, root: Path | None, decoder: TextDecoder) -> Splits:
         return self.splits()

@@ -60,6 +60,20 @@ class TextTable(Source):
     def groups_in_config(cls, source: Mapping) -> str | None:
         return source.get("group_column")
 
+    @classmethod
+    def write_examples(cls, folder: Path, source: Mapping) -> dict:
+        from emoclip.demo.examples import drawer, write_text_table
+
+        table = write_text_table(folder, per_class=12, drawer=drawer())
+        columns = {"text_column": "post", "label_column": "feeling", "group_column": "author"}
+        return {
+            "root": table,
+            "label_space": "sentiment",
+            **{f"dataset.{key}": value for key, value in columns.items()},
+            "val_fraction": 0.2,
+            "test_fraction": 0.2,
+        }
+
     def read(self, root: Path, decoder: TextDecoder) -> list[Record] | Splits:
         if root.is_dir():
             if self.split_column:
