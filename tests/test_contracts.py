@@ -18,7 +18,8 @@ from omegaconf import OmegaConf
 
 from emoclip.catalogue import Entry, entries
 from emoclip.errors import ConfigError
-from emoclip.models.base import FEATURE_KEYS, FINETUNE_MODES
+from emoclip.contract import FEATURE_KEYS
+from emoclip.models.base import FINETUNE_MODES
 from emoclip.models.tower_fusion import TowerFusion
 from emoclip.train import train
 from tests.conftest import QUIET, TINY_CLIP, compose_train, save_tiny_bert, save_tiny_vit
@@ -69,7 +70,15 @@ def build_tower(entry: Entry, files: dict[str, Path], tmp_path: Path):
     """The tower's config composed as a user would (`model/<m>_tower=<option>`), as a partial."""
     overrides = [entry.override, *SMALL_CLIP, *tiny_settings(entry, files)]
     cfg = compose_train(overrides, tmp_path)
-    return instantiate(cfg.model[entry.group.split("/")[1]])
+    return tower_of(cfg.model[entry.group.split("/")[1]])
+
+
+def tower_of(node) -> object:
+    """A tower config as the study builds it: its `tokenizer` node is the tower's declaration
+    of its tokenizer (read by the study), not an argument."""
+    node = OmegaConf.to_container(node, resolve=True)
+    node.pop("tokenizer", None)
+    return instantiate(node)
 
 
 def inputs(modality: str, net: TowerFusion, n: int = 6) -> dict[str, torch.Tensor]:
@@ -157,8 +166,8 @@ def check_fusion(entry: Entry, tmp_path: Path) -> None:
     step trains both towers; with one tower: logits, or a ConfigError saying it needs two."""
     cfg = compose_train([entry.override], tmp_path)
     fusion = instantiate(cfg.model.fusion)
-    lstm = instantiate(compose_train(["model=text_lstm", *LSTM], tmp_path).model.text_tower)
-    cnn = instantiate(compose_train(["model=image_cnn", *CNN], tmp_path).model.image_tower)
+    lstm = tower_of(compose_train(["model=text_lstm", *LSTM], tmp_path).model.text_tower)
+    cnn = tower_of(compose_train(["model=image_cnn", *CNN], tmp_path).model.image_tower)
     torch.manual_seed(0)
     net = TowerFusion(TASK, text_tower=lstm, image_tower=cnn, fusion=fusion, hidden_size=16)
     batch = {**inputs("text", net), **inputs("image", net)}
