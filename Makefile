@@ -18,8 +18,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -e ".[test]"
 	touch $(STAMP)
 
-# emoclip-train without arguments runs the default study (conf/experiment/demo.yaml), as here;
-# with ARGS: exactly those overrides.
+# emoclip-train runs the default study (conf/experiment/demo.yaml), as here, also with ARGS that
+# only adjust it (seed=1); ARGS that choose model=, data= or experiment= run what they name.
 train: $(STAMP) ## run the default study (about 36 s on 2 cores; README "Set-up"); ARGS= gives your own overrides
 	$(BIN)/emoclip-train $(ARGS)
 

@@ -165,12 +165,14 @@ def fit_on_frozen_features(study: Study, trainer: L.Trainer, run_dir: Path) -> d
     return {"probe": selection}
 
 
-# The default study (conf/experiment/demo.yaml): `emoclip-train` with no arguments runs it, as
-# `make train` does; `emoclip-train model=clip_fusion` is the report's own model.
+# The default study (conf/experiment/demo.yaml): `emoclip-train` runs it, as `make train` does,
+# unless the command line chooses a model, data, experiment or checkpoint (cli.chooses_a_study):
+# `emoclip-train seed=1` is the demo with seed 1; `emoclip-train model=clip_fusion` is the
+# report's own model.
 DEFAULT_STUDY = ("experiment=demo",)
 
 
-@hydra_entry("train", without_arguments=DEFAULT_STUDY)
+@hydra_entry("train", default_study=DEFAULT_STUDY)
 def main(cfg: DictConfig) -> float | None:
     metrics = run_entry(cfg, lambda: train(cfg))
     return metrics.get(cfg.get("monitor"))

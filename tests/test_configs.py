@@ -87,20 +87,26 @@ def test_a_config_naming_classes_by_their_old_module_paths_is_read(tmp_path):
     ("argv", "name"),
     [
         ([], "demo"),
-        (["seed=3"], "fusion_clip_clip_synthetic"),
+        (["seed=3", "trainer.max_epochs=2"], "demo"),
         (["model=text_lstm"], "text_lstm_synthetic"),
+        (["model=clip_fusion", "seed=3"], "fusion_clip_clip_synthetic"),
+        (["model/image_tower=cnn"], "fusion_clip_cnn_synthetic"),
+        (["data=dair_emotion"], "fusion_clip_clip_dair_emotion"),
     ],
 )
-def test_emoclip_train_without_arguments_runs_the_default_study_of_make_train(argv, name, tmp_path):
-    """One default study: `emoclip-train` alone is `make train` (experiment=demo); a command
-    line with overrides composes exactly those."""
+def test_emoclip_train_runs_the_default_study_of_make_train_unless_told_another(
+    argv, name, tmp_path
+):
+    """One default study: `emoclip-train` is `make train` (experiment=demo), also with
+    overrides that only adjust it (a seed, epochs); a command line that chooses a model, data
+    or experiment composes exactly what it names."""
     assert "$(BIN)/emoclip-train $(ARGS)\n" in (REPO / "Makefile").read_text()
     # emoclip-train's own entry (emoclip.cli.entry.hydra_entry, emoclip.train.DEFAULT_STUDY)
     # around a task that prints the run's name, in a process of its own (Hydra sets up logging).
     probe = (
         "from emoclip.cli.entry import hydra_entry\n"
         "from emoclip.train import DEFAULT_STUDY\n"
-        "@hydra_entry('train', without_arguments=DEFAULT_STUDY)\n"
+        "@hydra_entry('train', default_study=DEFAULT_STUDY)\n"
         "def composed(cfg):\n"
         "    print('name:', cfg.name)\n"
         "composed()\n"

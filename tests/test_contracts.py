@@ -17,8 +17,8 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from emoclip.catalogue import Entry, entries
-from emoclip.errors import ConfigError
 from emoclip.contract import FEATURE_KEYS
+from emoclip.errors import ConfigError
 from emoclip.models.base import FINETUNE_MODES
 from emoclip.models.tower_fusion import TowerFusion
 from emoclip.train import train

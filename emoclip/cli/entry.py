@@ -55,9 +55,25 @@ def expand_home(argument: str) -> str:
     return f"{key}={expanded}"
 
 
-def hydra_entry(config_name: str, without_arguments: Sequence[str] = ()) -> Callable:
+# Arguments that choose the study: with none of them, an entry runs its default study.
+STUDY_CHOICES = ("model", "data", "experiment", "hparams_search", "ckpt_path")
+
+
+def chooses_a_study(arguments: Sequence[str]) -> bool:
+    """Whether a command line picks the model, the data, an experiment, a search or a
+    checkpoint (`model=`, `model/text_tower=`, `+experiment=`...); `seed=1` or
+    `trainer.max_epochs=3` only adjust the default study."""
+    for argument in arguments:
+        key = argument.split("=", 1)[0].lstrip("+~")
+        if key.split("/")[0] in STUDY_CHOICES:
+            return True
+    return False
+
+
+def hydra_entry(config_name: str, default_study: Sequence[str] = ()) -> Callable:
     """@hydra.main for an emoclip entry point, reading `~/...` values as the shell would;
-    `without_arguments`: the overrides a command line with no arguments at all stands for."""
+    `default_study`: the overrides put first when the command line chooses no study
+    (chooses_a_study)."""
     import hydra
 
     def decorate(task: Callable[[DictConfig], T]) -> Callable:
@@ -68,7 +84,10 @@ def hydra_entry(config_name: str, without_arguments: Sequence[str] = ()) -> Call
         @functools.wraps(task)
         def main(cfg_passthrough: DictConfig | None = None):
             if cfg_passthrough is None:
-                sys.argv[1:] = [expand_home(a) for a in sys.argv[1:]] or list(without_arguments)
+                given = [expand_home(a) for a in sys.argv[1:]]
+                if not chooses_a_study(given):
+                    given = [*default_study, *given]
+                sys.argv[1:] = given
             return hydra_main(cfg_passthrough)
 
         return main
