@@ -279,3 +279,26 @@ def test_the_data_folder_is_set_once_by_env_or_a_local_config(tmp_path, monkeypa
         "# @package _global_\npaths:\n  data_dir: /home/me/data\n"
     )
     assert data_dir("data=ckplus") == "/home/me/data"
+
+
+def test_a_checkpoint_records_the_group_choices_of_its_own_app_only(tmp_path):
+    """A study composed in a process where another Hydra app ran before (its state stays
+    behind) must not record that app's group choices as its own: the stored-study reader
+    would rebuild the other study (here the demo's extra heads) from them."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    from emoclip.study.stored_study import recorded_choices
+
+    with initialize_config_dir(config_dir(), version_base="1.3"):
+        app = compose("train", overrides=["experiment=demo"], return_hydra_config=True)
+    with open_dict(app):
+        app.hydra.runtime.output_dir = str(tmp_path / "demo_run")
+    saved = HydraConfig.instance().cfg
+    HydraConfig.instance().set_config(app)
+    try:
+        assert recorded_choices(compose_train(["model=image_cnn"], tmp_path / "other")) is None
+        own = compose_train(["experiment=demo"], tmp_path / "demo_run")
+        assert recorded_choices(own)["experiment"] == "demo"
+    finally:
+        HydraConfig.instance().cfg = saved

@@ -86,7 +86,7 @@ def hydra_entry(config_name: str, default_study: Sequence[str] = ()) -> Callable
             if cfg_passthrough is None:
                 given = [expand_home(a) for a in sys.argv[1:]]
                 if not chooses_a_study(given):
-                    given = [*default_study, *given]
+                    given = [*given, *default_study]  # after flags such as -m; overrides still win
                 sys.argv[1:] = given
             return hydra_main(cfg_passthrough)
 

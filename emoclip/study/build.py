@@ -174,7 +174,7 @@ def build_module(
         extra_checkpoint_state={
             "tokenizer": tokenizer_to_json(tokenizer) if trained_tokenizer else None,
             "label_space": label_space,
-            "choices": recorded_choices(),  # which option of each config group (stored_study)
+            "choices": recorded_choices(cfg),  # which option of each config group (stored_study)
         },
     )
 

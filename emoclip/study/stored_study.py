@@ -241,13 +241,19 @@ def checked_choices(choices: Any, where: str) -> dict[str, str | None]:
     return chosen
 
 
-def recorded_choices() -> dict[str, str | None] | None:
-    """The group options of the running Hydra app (None outside one), for a checkpoint."""
+def recorded_choices(cfg: DictConfig) -> dict[str, str | None] | None:
+    """The group options of the running Hydra app, for a checkpoint of `cfg`; None outside
+    one, or when `cfg` is not that app's config (its run folder is another: a study composed
+    in the same process after an app ran, whose Hydra state stays behind)."""
     from hydra.core.hydra_config import HydraConfig
 
     if not HydraConfig.initialized():
         return None
-    choices = HydraConfig.get().runtime.choices
+    hydra = HydraConfig.get()
+    output_dir = OmegaConf.select(cfg, "paths.output_dir", default=None)
+    if output_dir is None or str(output_dir) != str(hydra.runtime.output_dir):
+        return None
+    choices = hydra.runtime.choices
     return {g: choices.get(g) for g in RECORDED_GROUPS if g in choices}
 
 
