@@ -250,8 +250,11 @@ def recorded_choices(cfg: DictConfig) -> dict[str, str | None] | None:
     if not HydraConfig.initialized():
         return None
     hydra = HydraConfig.get()
-    output_dir = OmegaConf.select(cfg, "paths.output_dir", default=None)
-    if output_dir is None or str(output_dir) != str(hydra.runtime.output_dir):
+    ran_in = OmegaConf.select(hydra, "runtime.output_dir", default=None, throw_on_missing=False)
+    output_dir = OmegaConf.select(
+        cfg, "paths.output_dir", default=None, throw_on_resolution_failure=False
+    )
+    if ran_in is None or output_dir is None or str(output_dir) != str(ran_in):
         return None
     choices = hydra.runtime.choices
     return {g: choices.get(g) for g in RECORDED_GROUPS if g in choices}
