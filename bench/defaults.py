@@ -324,6 +324,11 @@ def main() -> None:
     )
     parser.add_argument("--precision", default=None, help="e.g. bf16-mixed (speed on a CPU)")
     parser.add_argument("--write", action="store_true", help="write the section of RESULTS.md")
+    parser.add_argument(
+        "--finished-only",
+        action="store_true",
+        help="start no run: the table of the runs finished so far (each row says how many)",
+    )
     args = parser.parse_args()
     args.max_epochs = epoch_budget(args.max_epochs)
     args.shown_argv = [
@@ -339,7 +344,12 @@ def main() -> None:
         tables[set_key] = rows
         for row in (r for r in args.rows if r in ROWS and modality in ROWS[r][1]):
             spec = study(set_key, row, args)
-            runs = [run(spec, v, OUT, ONE_THREAD) for v in spec.variants]
+            found = [
+                run(spec, v, OUT, ONE_THREAD, start=not args.finished_only) for v in spec.variants
+            ]
+            runs = [r for r in found if r is not None]
+            if not runs:
+                continue
             rows.append((spec.title, runs))
             shown = " ".join(spec.overrides).replace(str(args.datasets).rstrip("/"), SHOWN_DATASETS)
             commands.append(

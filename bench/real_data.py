@@ -144,9 +144,12 @@ def fusion_studies(datasets: Path) -> list[Study]:
     ]
 
 
-def run(study: Study, variant: list[str], out: Path = OUT, env: dict | None = None) -> dict:
+def run(
+    study: Study, variant: list[str], out: Path = OUT, env: dict | None = None, start: bool = True
+) -> dict | None:
     """One run through the real entry point (its output in <run folder>.log beside it), or the
-    metrics of the same run finished earlier; `env` adds environment variables."""
+    metrics of the same run finished earlier; `env` adds environment variables. With
+    `start=False`, only a finished run's metrics (None if it has not finished)."""
     # The folder name carries a hash of the study's overrides, so a changed study reruns.
     digest = hashlib.sha1(" ".join(study.overrides).encode()).hexdigest()[:8]
     name = "_".join(v.replace("=", "").replace(".", "_") for v in variant)
@@ -156,6 +159,8 @@ def run(study: Study, variant: list[str], out: Path = OUT, env: dict | None = No
     if metrics_file.is_file() and seconds_file.is_file():  # finished earlier: reuse
         seconds = float(seconds_file.read_text())
         return {**json.loads(metrics_file.read_text()), "seconds": seconds, **found}
+    if not start:
+        return None
     # An earlier attempt that did not finish: start afresh (a run never writes another's folder).
     shutil.rmtree(run_dir, ignore_errors=True)
     command = [
