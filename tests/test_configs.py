@@ -283,11 +283,12 @@ def test_the_data_folder_is_set_once_by_env_or_a_local_config(tmp_path, monkeypa
 
 def test_a_checkpoint_records_the_group_choices_of_its_own_app_only(tmp_path):
     """A study composed in a process where another Hydra app ran before (its state stays
-    behind) must not record that app's group choices as its own: the stored-study reader
-    would rebuild the other study (here the demo's extra heads) from them."""
+    behind) must not record that app's group choices as its own, in its checkpoint or its run
+    folder's hydra.yaml: the stored-study reader would rebuild the other study from them."""
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
 
+    from emoclip.runs.run_folder import write_config_files
     from emoclip.study.stored_study import recorded_choices
 
     with initialize_config_dir(config_dir(), version_base="1.3"):
@@ -297,7 +298,11 @@ def test_a_checkpoint_records_the_group_choices_of_its_own_app_only(tmp_path):
     saved = HydraConfig.instance().cfg
     HydraConfig.instance().set_config(app)
     try:
-        assert recorded_choices(compose_train(["model=image_cnn"], tmp_path / "other")) is None
+        other = compose_train(["model=image_cnn"], tmp_path / "other")
+        assert recorded_choices(other) is None
+        write_config_files(tmp_path / "other", other)  # its run folder: no hydra.yaml of the app
+        assert (tmp_path / "other" / ".hydra" / "config.yaml").is_file()
+        assert not (tmp_path / "other" / ".hydra" / "hydra.yaml").exists()
         own = compose_train(["experiment=demo"], tmp_path / "demo_run")
         assert recorded_choices(own)["experiment"] == "demo"
     finally:

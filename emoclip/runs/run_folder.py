@@ -394,11 +394,27 @@ def write_versions(run_dir: Path) -> None:
     write_atomically(run_dir / "versions.json", json.dumps(versions(), indent=2) + "\n")
 
 
+def running_app(cfg: DictConfig) -> DictConfig | None:
+    """The running Hydra app's `hydra` node when `cfg` is that app's config (its run folder is
+    the app's); None outside an app, or for a study composed in the same process after an app
+    ran (Hydra's state stays behind: it must not be recorded as this study's)."""
+    if not HydraConfig.initialized():
+        return None
+    hydra = HydraConfig.get()
+    ran_in = OmegaConf.select(hydra, "runtime.output_dir", default=None, throw_on_missing=False)
+    output_dir = OmegaConf.select(
+        cfg, "paths.output_dir", default=None, throw_on_resolution_failure=False
+    )
+    if ran_in is None or output_dir is None or str(output_dir) != str(ran_in):
+        return None
+    return hydra
+
+
 def write_config_files(run_dir: Path, cfg: DictConfig) -> None:
     """.hydra/config.yaml (the composed config, unresolved, as Hydra writes it), and under
     Hydra also hydra.yaml and overrides.yaml."""
     write_atomically(run_dir / CONFIG_FILE, OmegaConf.to_yaml(cfg))
-    if HydraConfig.initialized():
+    if running_app(cfg) is not None:
         hydra_cfg = HydraConfig.instance().cfg
         write_atomically(run_dir / ".hydra" / "hydra.yaml", OmegaConf.to_yaml(hydra_cfg))
         overrides = OmegaConf.to_yaml(hydra_cfg.hydra.overrides.task)

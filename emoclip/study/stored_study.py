@@ -47,6 +47,7 @@ from emoclip.catalogue import (
 )
 from emoclip.errors import ConfigError
 from emoclip.plugins import running_searchpath
+from emoclip.runs.run_folder import running_app
 from emoclip.study.trust import GUARD_ONLY, Trust
 
 SPECIAL_KEYS = ("_target_", "_args_", "_partial_", "_recursive_", "_convert_")
@@ -243,18 +244,9 @@ def checked_choices(choices: Any, where: str) -> dict[str, str | None]:
 
 def recorded_choices(cfg: DictConfig) -> dict[str, str | None] | None:
     """The group options of the running Hydra app, for a checkpoint of `cfg`; None outside
-    one, or when `cfg` is not that app's config (its run folder is another: a study composed
-    in the same process after an app ran, whose Hydra state stays behind)."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
-        return None
-    hydra = HydraConfig.get()
-    ran_in = OmegaConf.select(hydra, "runtime.output_dir", default=None, throw_on_missing=False)
-    output_dir = OmegaConf.select(
-        cfg, "paths.output_dir", default=None, throw_on_resolution_failure=False
-    )
-    if ran_in is None or output_dir is None or str(output_dir) != str(ran_in):
+    one, or when `cfg` is not that app's config (run_folder.running_app)."""
+    hydra = running_app(cfg)
+    if hydra is None:
         return None
     choices = hydra.runtime.choices
     return {g: choices.get(g) for g in RECORDED_GROUPS if g in choices}
