@@ -72,8 +72,9 @@ def chooses_a_study(arguments: Sequence[str]) -> bool:
 
 def hydra_entry(config_name: str, default_study: Sequence[str] = ()) -> Callable:
     """@hydra.main for an emoclip entry point, reading `~/...` values as the shell would;
-    `default_study`: the overrides put first when the command line chooses no study
-    (chooses_a_study)."""
+    `default_study`: the overrides added when the command line chooses no study
+    (chooses_a_study), after its arguments (flags such as -m stay first; its overrides win
+    either way)."""
     import hydra
 
     def decorate(task: Callable[[DictConfig], T]) -> Callable:
@@ -86,7 +87,7 @@ def hydra_entry(config_name: str, default_study: Sequence[str] = ()) -> Callable
             if cfg_passthrough is None:
                 given = [expand_home(a) for a in sys.argv[1:]]
                 if not chooses_a_study(given):
-                    given = [*given, *default_study]  # after flags such as -m; overrides still win
+                    given = [*given, *default_study]
                 sys.argv[1:] = given
             return hydra_main(cfg_passthrough)
 
