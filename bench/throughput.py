@@ -265,13 +265,14 @@ def bare_loop(network, datamodule, cfg, steps: int) -> None:
     from hydra.utils import instantiate
     from torch.utils.data import DataLoader
 
-    from emoclip.data.images import augment, normalize
+    from emoclip.data.images import normalize
 
+    train = datamodule.encoded["train"]
     loader = DataLoader(
-        datamodule.encoded["train"],
+        train,
         batch_size=datamodule.batch_size,
-        shuffle=True,
-        collate_fn=datamodule.collate(),
+        sampler=[(int(i), 0) for i in torch.randperm(len(train))],  # (index, epoch)
+        collate_fn=datamodule.collate(train=True),  # augments uint8 images, as emoclip's does
     )
     optimizer = instantiate(cfg.model.optimizer)(
         [p for p in network.parameters() if p.requires_grad]
@@ -280,8 +281,7 @@ def bare_loop(network, datamodule, cfg, steps: int) -> None:
     network.train()
     for _, batch in zip(range(steps), loader, strict=False):
         if "pixels" in batch:
-            x = normalize(batch.pop("pixels"), datamodule.mean, datamodule.std)
-            batch["pixel_values"] = augment(x, **datamodule.augment) if datamodule.augment else x
+            batch["pixel_values"] = normalize(batch.pop("pixels"), datamodule.mean, datamodule.std)
         loss = loss_fn(network(batch).float(), batch["labels"])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

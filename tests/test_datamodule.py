@@ -63,30 +63,58 @@ def test_normalization_half_maps_pixels_to_minus_one_one():
     assert torch.allclose(batch["pixel_values"], (raw - 0.5) / 0.5, atol=1e-6)
 
 
-def test_augmentation_only_while_training():
-    class FakeTrainer:
-        training = True
+def test_augmentation_only_in_training_batches_and_made_in_the_workers_as_uint8():
+    dm = make_datamodule(["image"], augment={"max_rotation": 20, "hflip_p": 0.5}, num_workers=0)
+    train = dm.encoded["train"]
+    indices = list(range(8))
+    plain = dm.collate()([train[i] for i in indices])["pixels"]
+    torch.testing.assert_close(plain, train.pixels[:8])  # val / test / predict: not augmented
+    augmented = dm.collate(train=True)([train[(i, 0)] for i in indices])["pixels"]
+    assert augmented.dtype == torch.uint8 and augmented.shape == plain.shape
+    assert not torch.equal(plain, augmented)
+    # The same example in the same epoch looks the same wherever it is collated (a worker,
+    # a resumed run, another batch); another epoch draws afresh.
+    again = dm.collate(train=True)([train[(i, 0)] for i in reversed(indices)])["pixels"]
+    torch.testing.assert_close(again.flip(0), augmented)
+    assert not torch.equal(
+        dm.collate(train=True)([train[(i, 1)] for i in indices])["pixels"], augmented
+    )
 
-    dm = make_datamodule(["image"], augment={"max_rotation": 20, "hflip_p": 0.5})
-    raw = next(iter(dm.val_dataloader()))
-    plain = dm.on_after_batch_transfer(dict(raw), 0)["pixel_values"]
-    dm.trainer = FakeTrainer()
-    augmented = dm.on_after_batch_transfer(dict(raw), 0)["pixel_values"]
-    assert plain.shape == augmented.shape
-    assert not torch.allclose(plain, augmented)
+
+def test_the_training_loader_augments_the_same_with_and_without_workers():
+    seen = {}
+    for workers in (0, 2):
+        torch.manual_seed(3)
+        dm = make_datamodule(["image"], augment={"max_rotation": 20}, num_workers=workers)
+        batch = next(iter(dm.train_dataloader()))
+        seen[workers] = batch["pixels"][batch["index"].argsort()]
+    torch.testing.assert_close(seen[0], seen[2])
 
 
 def test_translation_shifts_the_image_content():
-    x = torch.zeros(64, 1, 16, 16)
-    x[:, :, 6:10, 6:10] = 1.0
-    torch.manual_seed(0)
-    shifted = augment(x, max_rotation=0, hflip_p=0, max_translation=0.25)
+    x = torch.zeros(64, 1, 16, 16, dtype=torch.uint8)
+    x[:, :, 6:10, 6:10] = 255
+    keys = [(0, 0, i) for i in range(64)]
+    shifted = augment(x, keys, (0.0,), max_rotation=0, hflip_p=0, max_translation=0.25).float()
     rows = torch.arange(16.0).view(1, 1, 16, 1)
     centre = (shifted * rows).sum((1, 2, 3)) / shifted.sum((1, 2, 3))
     assert centre.std() > 0.5  # the square moved, by different amounts per example
     assert (centre - 7.5).abs().max() <= 0.25 * 16 + 0.5
-    unchanged = augment(x, max_rotation=0, hflip_p=0, max_translation=0.0)
+    unchanged = augment(x, keys, (0.0,), max_rotation=0, hflip_p=0, max_translation=0.0)
     torch.testing.assert_close(unchanged, x)
+
+
+def test_pixels_moved_in_from_outside_take_the_fill_that_normalises_to_zero():
+    x = torch.full((32, 3, 16, 16), 7, dtype=torch.uint8)
+    keys = [(0, 0, i) for i in range(32)]
+    fill = (0.48, 0.46, 0.41)
+    moved = augment(x, keys, fill, max_rotation=45, hflip_p=0)
+    corners = moved[:, :, 0, 0].float()
+    expected = torch.tensor(fill) * 255
+    # A corner turned fully out of the image is the fill, one partly out a blend of the two.
+    assert (corners - expected).abs().sum(1).min() <= 3
+    assert ((corners >= 7) & (corners <= expected.round())).all()
+    assert (moved[:, :, 8, 8] == 7).all()  # the middle is the image
 
 
 def test_classes_outside_the_study_are_dropped():

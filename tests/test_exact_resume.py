@@ -89,16 +89,20 @@ def test_a_run_interrupted_at_any_step_resumes_to_the_straight_runs_metrics(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("workers", [0, 2])
 def test_images_with_augmentation_and_fresh_text_draws_resume_exactly_mid_epoch(
     paired_study,  # noqa: F811 (the fixture)
     tmp_path,
     caplog,
+    workers,
 ):
-    # Faces augmented on each batch (torch's generator), a text drawn per image per epoch (the
-    # EpochSampler), dropout: interrupted within epoch 2's third batch.
+    # Faces augmented per image and epoch where batches are collated (in the loader workers,
+    # when there are any), a text drawn per image per epoch (the EpochSampler), dropout:
+    # interrupted within epoch 2's third batch.
     caplog.set_level(logging.INFO, logger="emoclip.study.resume")
-    straight = train(compose_train(paired_study, tmp_path / "straight"))
-    resumed = interrupted_then_resumed(paired_study, tmp_path / "resumed", 7, "on_before_backward")
+    study = [*paired_study, f"data.num_workers={workers}"]
+    straight = train(compose_train(study, tmp_path / "straight"))
+    resumed = interrupted_then_resumed(study, tmp_path / "resumed", 7, "on_before_backward")
     assert "interrupted.ckpt (in epoch 2, from its training batch 3; global step 7)" in caplog.text
     assert comparable(resumed) == comparable(straight)
 

@@ -65,6 +65,7 @@ from emoclip.system.training_state import lightning_batches_done
 
 log = logging.getLogger(__name__)
 TOKENIZE_CHUNK = 10_000  # texts tokenised at a time into the flat token array
+EPOCH = "epoch"  # a training item's epoch, which seeds its augmentation with its index
 
 
 def shown_root(root) -> str:
@@ -118,6 +119,8 @@ class EncodedSplit(Dataset):
     def __getitem__(self, key: int | tuple[int, int]) -> dict:
         i, epoch = key if isinstance(key, tuple) else (key, None)
         item = {"index": i, "labels": self.labels[i]}
+        if epoch is not None:
+            item[EPOCH] = epoch
         if self.pixels is not None:
             item[self.image_key] = self.pixels[i]
         if self.text_pool is not None and epoch is not None:
@@ -174,14 +177,28 @@ class EpochSampler(Sampler):
 
 
 class Collate:
-    def __init__(self, pad_token_id: int):
+    """Items into one batch: stacked, texts padded per batch and, for training, images augmented
+    (uint8, emoclip.data.images.augment; items that carry their `epoch` only). It runs where the
+    batch is made, in the DataLoader workers when there are any."""
+
+    def __init__(
+        self,
+        pad_token_id: int,
+        augment: Mapping | None = None,
+        seed: int = 0,
+        fill: Sequence[float] = (0.5, 0.5, 0.5),
+    ):
         self.pad_token_id = pad_token_id
+        self.augment, self.seed, self.fill = dict(augment or {}), seed, tuple(fill)
 
     def __call__(self, items: list[dict]) -> dict:
         batch = {"index": torch.tensor([it["index"] for it in items])}
         for key in items[0]:
-            if key not in ("index", INPUT_IDS):
+            if key not in ("index", EPOCH, INPUT_IDS):
                 batch[key] = torch.stack([it[key] for it in items])
+        if self.augment and PIXELS in batch and EPOCH in items[0]:
+            keys = [(self.seed, it[EPOCH], it["index"]) for it in items]
+            batch[PIXELS] = augment(batch[PIXELS], keys, self.fill, **self.augment)
         if INPUT_IDS in items[0]:
             ids = [it[INPUT_IDS] for it in items]
             batch[INPUT_IDS] = pad_sequence(ids, batch_first=True, padding_value=self.pad_token_id)
@@ -533,8 +550,13 @@ class EmotionDataModule(L.LightningDataModule):
         batch = self.collate()([dataset[i] for i in indices])
         return self.on_after_batch_transfer(batch, 0)
 
-    def collate(self) -> Collate:
-        return Collate(self.tokenizer.pad_token_id if self.tokenizer is not None else 0)
+    def collate(self, train: bool = False) -> Collate:
+        """The loaders' collate function; the training one augments images (data.augment),
+        seeded by the run's seed (seed_everything's, the same when a run resumes)."""
+        pad = self.tokenizer.pad_token_id if self.tokenizer is not None else 0
+        if not (train and self.augment):
+            return Collate(pad)
+        return Collate(pad, self.augment, run_seed(), self.mean or (0.5,) * 3)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         dataset = self.encoded[split]
@@ -546,7 +568,8 @@ class EmotionDataModule(L.LightningDataModule):
                 num_workers=workers,
                 persistent_workers=workers > 0,  # each worker's copy counts its epochs
                 pin_memory=self._pin_memory(),
-                collate_fn=self.collate(),
+                collate_fn=self.collate(train=True),
+                generator=torch.Generator().manual_seed(run_seed()),
             )
         sampler = None
         if shuffle and dataset.text_pool is not None:
@@ -555,7 +578,7 @@ class EmotionDataModule(L.LightningDataModule):
             lengths = dataset.input_ids.lengths()
             size = self.batch_size if split == "train" else self.eval_batch_size
             # Seeded by the run's seed (seed_everything's), the same when a run resumes.
-            sampler = LengthBucketSampler(lengths, size, shuffle, torch.initial_seed() % 2**31)
+            sampler = LengthBucketSampler(lengths, size, shuffle, run_seed())
             shuffle = False
         workers = self._workers()
         if workers:
@@ -567,7 +590,11 @@ class EmotionDataModule(L.LightningDataModule):
             "num_workers": workers,
             "persistent_workers": workers > 0,
             "pin_memory": self._pin_memory(),
-            "collate_fn": self.collate(),
+            "collate_fn": self.collate(train=split == "train"),
+            # The seed of the workers' generators is drawn from the loader's own generator, not
+            # torch's global one: persistent workers draw it once a run, so a resumed run would
+            # otherwise draw it at another point and its dropout would differ from then on.
+            "generator": torch.Generator().manual_seed(run_seed()),
         }
         if split == "train":  # a Ctrl-C'd run continues mid-epoch exactly
             sampler, _ = shard_for_rank(dataset, sampler, True)
@@ -618,11 +645,14 @@ class EmotionDataModule(L.LightningDataModule):
 
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
         if PIXELS in batch:
-            x = normalize(batch.pop(PIXELS), self.mean, self.std)
-            if self.trainer is not None and self.trainer.training and self.augment:
-                x = augment(x, **self.augment)
-            batch[PIXEL_VALUES] = x
+            batch[PIXEL_VALUES] = normalize(batch.pop(PIXELS), self.mean, self.std)
         return batch
+
+
+def run_seed() -> int:
+    """The run's seed (seed_everything's), the same when a run resumes: it seeds the data's
+    own random draws (augmentation, length buckets, the loaders' worker seeds)."""
+    return torch.initial_seed() % 2**31
 
 
 def shard_for_rank(dataset: Dataset, sampler: Sampler | None, shuffle: bool):

@@ -1,14 +1,16 @@
-"""Image preprocessing: decode and resize once (to uint8), normalise and augment per batch.
+"""Image preprocessing: decode and resize once (to uint8), augment per batch, normalise last.
 
 Decoding, conversion to 3 channels and resizing happen once per example when a study is set
-up; what stays in memory is a uint8 tensor. Normalisation and augmentation (random rotation
-and horizontal flip) run on whole batches with torch, on whichever device the batch is on.
+up (the decoded store). Augmentation (random rotation, shift and horizontal flip) runs on the
+uint8 batch where it is collated, in the DataLoader workers; normalisation to floats runs on
+whichever device the batch is sent to, so a batch crosses to the GPU at a byte a pixel.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -80,29 +82,40 @@ def normalize(
 
 
 def augment(
-    x: torch.Tensor,
+    pixels: torch.Tensor,
+    keys: Sequence[Sequence[int]],
+    fill: Sequence[float],
     max_rotation: float = 10.0,
     hflip_p: float = 0.5,
     max_translation: float = 0.0,
 ) -> torch.Tensor:
-    """Random rotation (uniform in +-max_rotation degrees), horizontal flip and shift (uniform in
-    +-max_translation of the image side, each axis), per example.
+    """uint8 (B, 3, H, W) -> uint8: random rotation (uniform in +-max_rotation degrees),
+    horizontal flip and shift (uniform in +-max_translation of the image side, each axis).
 
-    Uses torch's global generator, which `seed_everything` seeds, so runs are repeatable.
-    Pixels moved in from outside the image take the value 0 (mid-grey after 0.5 norm).
+    Each example's draws are seeded by its `keys` row (the run's seed, the epoch, the example's
+    index), not by a global generator: an example looks the same whichever loader worker, DDP
+    rank or resumed run prepares it. Pixels moved in from outside the image take `fill` (the
+    normalisation's mean, 0-1 per channel), the value that normalises to 0.
     """
-    b = x.shape[0]
+    draws = np.stack([np.random.default_rng(list(key)).random(4) for key in keys])
+    draws = torch.from_numpy(draws).float()
+    x = pixels
     if hflip_p > 0:
-        flip = torch.rand(b, device=x.device) < hflip_p
+        flip = draws[:, 0] < hflip_p
         x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
     if max_rotation > 0 or max_translation > 0:
-        angle = (torch.rand(b, device=x.device) * 2 - 1) * math.radians(max_rotation)
+        angle = (draws[:, 1] * 2 - 1) * math.radians(max_rotation)
         # affine_grid's coordinates span [-1, 1]: a shift of t image sides is 2t.
-        shift = (torch.rand(b, 2, device=x.device) * 2 - 1) * 2 * max_translation
+        shift = (draws[:, 2:] * 2 - 1) * 2 * max_translation
         cos, sin = torch.cos(angle), torch.sin(angle)
         theta = torch.stack(
             [torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1
         )
-        grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
-        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        background = torch.tensor(fill, dtype=torch.float32).view(1, -1, 1, 1) * 255
+        moved = x.float() - background  # so that grid_sample's zero padding is `fill`
+        grid = F.affine_grid(theta, list(moved.shape), align_corners=False)
+        moved = F.grid_sample(
+            moved, grid, mode="bilinear", padding_mode="zeros", align_corners=False
+        )
+        x = (moved + background).round_().clamp_(0, 255).to(torch.uint8)
     return x

@@ -1,12 +1,14 @@
 """Training batches that a checkpoint can continue mid-epoch, exactly (Ctrl-C, then ckpt_path=last).
 
 A run stopped after batch k of an epoch and resumed from its checkpoint must see batches k, k+1,
-... of that epoch's order, with the random generators (dropout, augmentation) where they stood
-as batch k started: then it ends bit-equal (on CPU) to a run that went straight through.
+... of that epoch's order, with the random generators (dropout) where they stood as batch k
+started: then it ends bit-equal (on CPU) to a run that went straight through. Augmentation
+draws from no shared generator: each example's is seeded by the run's seed, the epoch and its
+index (emoclip.data.images.augment), which the sampler hands on as (index, epoch).
 
 - `ResumableSampler` wraps a sampler whose order is fixed by its state (an epoch, a seed): its
   `state_dict` holds that order's state, and one loaded with `resume_at` skips the batches
-  already trained on. It deals with indices only.
+  already trained on. It deals with indices (and epochs) only.
 - `ShuffleSampler` is torch's RandomSampler (a seed drawn from torch's global generator as each
   epoch starts, so a run's orders are those it had before) with the drawn seed kept.
 - `ResumableLoader` is the training DataLoader: Lightning saves its `state_dict` in checkpoints
@@ -54,7 +56,8 @@ class ShuffleSampler(Sampler[int]):
 
 
 class ResumableSampler(Sampler):
-    """Another sampler's items, from a chosen place in a chosen epoch's order on."""
+    """Another sampler's items, from a chosen place in a chosen epoch's order on, each as
+    (index, epoch)."""
 
     def __init__(self, inner: Sampler):
         self.inner, self.epoch = inner, 0
@@ -77,7 +80,8 @@ class ResumableSampler(Sampler):
             skip = resume["items"]
         for position, item in enumerate(self.inner):
             if position >= skip:
-                yield item
+                # (index, epoch): the epoch seeds the example's augmentation
+                yield item if isinstance(item, tuple) else (item, self.epoch)
 
     def state_dict(self, items_done: int) -> dict:
         order = self.inner.state_dict() if hasattr(self.inner, "state_dict") else {}

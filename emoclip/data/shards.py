@@ -100,10 +100,10 @@ class ShardStream(IterableDataset):
 
     def __iter__(self) -> Iterator[dict]:
         shards, reader, quota = self.assigned()
-        rng = np.random.default_rng([self.seed, self.epoch, reader])
+        epoch, rng = self.epoch, np.random.default_rng([self.seed, self.epoch, reader])
         self.epoch += 1
         buffer: list[dict] = []
-        items = (item for shard in shards for item in self._items(shard))
+        items = ({**item, "epoch": epoch} for shard in shards for item in self._items(shard))
         for _, item in zip(range(quota), items, strict=False):
             if len(buffer) < self.buffer:
                 buffer.append(item)
