@@ -13,12 +13,13 @@ A store file is named by a digest of everything its rows depend on: the store fo
 image size, the split's record ids and each image's content digest (emoclip.data.file_hashes,
 remembered across runs). A change to any source file changes the name, so a stale store is
 never read. Beside it a JSON file records the key, the rows dropped (unreadable images
-skipped with data.skip_bad), the file's size, times and inode, and an HMAC of the pixel bytes under this user's key
-(emoclip.system.integrity); the JSON itself is signed. A store is used when its signature holds and
-its file has the size, times and inode recorded when it was written (a change time no one can
-set back); otherwise its pixels are hashed again, and a store whose bytes do not give the
-recorded HMAC is logged and rebuilt. Processes that share the cache (DDP ranks, concurrent runs)
-take a file lock: one writes, the others wait and read.
+skipped with data.skip_bad), the file's size, times and inode, and an HMAC under this user's
+key (emoclip.system.integrity) of the pixels' sha256 per chunk of rows, which the decoding
+processes take as they write; the JSON itself is signed. A store is used when its signature
+holds and its file has the size, times and inode recorded when it was written (a change time
+no one can set back); otherwise its pixels are hashed again, and a store whose bytes do not
+give the recorded HMAC is logged and rebuilt. Processes that share the cache (DDP ranks,
+concurrent runs) take a file lock: one writes, the others wait and read.
 """
 
 from __future__ import annotations
@@ -48,8 +49,9 @@ from emoclip.system.integrity import keyed_digest, same_digest, secret_key
 from emoclip.system.threads import available_cpus
 
 log = logging.getLogger(__name__)
-FORMAT = 1  # bump when the decoding (emoclip.data.images) or the layout changes
+FORMAT = 2  # bump when the decoding (emoclip.data.images), the layout or the digest changes
 PARALLEL_FROM = 256  # fewer images decode faster in this process than a pool starts
+CHUNK_ROWS = 512  # rows one decoding task writes; the store's content digest is per chunk
 HASH_BLOCK = 64 << 20
 
 
@@ -150,7 +152,8 @@ class ImageStore:
             if st.st_size != expected:
                 return self._refuse(f"holds {st.st_size} bytes, not {expected}")
             if meta["stat"] != _stat(st):
-                if not same_digest(meta["content"], _content_mac(self.file)):
+                content = _content_mac(self.file, math.prod(self.row_shape()))
+                if not same_digest(meta["content"], content):
                     return self._refuse("holds other pixels than were written")
                 self._write_meta(kept, meta["content"])  # moved or copied, content intact
             return kept
@@ -173,8 +176,7 @@ class ImageStore:
     def write(self, records: Sequence[Record], skip_bad: bool, what: str) -> list[int]:
         partial = self.file.with_name(f".{self.file.name}.{os.getpid()}.partial")
         try:
-            kept = decode_into(partial, records, self.size, skip_bad, what)
-            content = _content_mac(partial)
+            kept, content = decode_into(partial, records, self.size, skip_bad, what)
             os.replace(partial, self.file)
         finally:
             partial.unlink(missing_ok=True)
@@ -225,10 +227,11 @@ def images_in_memory(
 
 def decode_into(
     path: Path, records: Sequence[Record], size: int, skip_bad: bool, what: str
-) -> list[int]:
+) -> tuple[list[int], str]:
     """Decode every record's image into a new file of uint8 rows, in a pool of processes
     over the available cores; with skip_bad, unreadable images are dropped and the rows
-    compacted. Returns the kept record indices."""
+    compacted. Returns the kept record indices and the file's content digest (`_content_mac`),
+    whose per-chunk hashes the decoding processes take while the rows are in memory."""
     rows = len(records)
     row_bytes = 3 * size * size
     with open(path, "wb") as f:
@@ -236,31 +239,35 @@ def decode_into(
     workers = min(available_cpus()[0], max(1, rows // 64)) if rows >= PARALLEL_FROM else 1
     start = time.perf_counter()
     log.info("%s: decoding %d images at %d px with %d processes", what, rows, size, workers)
+    chunks = [range(s, min(s + CHUNK_ROWS, rows)) for s in range(0, rows, CHUNK_ROWS)]
     failed: dict[int, str] = {}
-    if workers == 1:
-        out = np.memmap(path, np.uint8, "r+", shape=(rows, 3, size, size)) if rows else None
-        failed = _decode_rows(out, records, range(rows), size)
-        del out
-    else:
-        chunks = [range(s, min(s + 512, rows)) for s in range(0, rows, 512)]
-        global _POOL_RECORDS  # inherited by the forked workers, not pickled
-        _POOL_RECORDS = records
-        try:
+    digests: list[bytes] = []
+    global _POOL_RECORDS  # inherited by the forked workers, not pickled
+    _POOL_RECORDS = records
+    pool = None
+    try:
+        if workers == 1:
+            results = (_decode_chunk(str(path), rows, size, c) for c in chunks)
+        else:
             context = multiprocessing.get_context("fork")
-            with ProcessPoolExecutor(workers, mp_context=context) as pool:
-                jobs = [pool.submit(_decode_chunk, str(path), rows, size, c) for c in chunks]
-                for done, job in enumerate(jobs, 1):
-                    failed.update(job.result())
-                    if done % max(1, len(jobs) // 10) == 0 or done == len(jobs):
-                        log.info(
-                            "%s: decoded %d of %d images (%.0f s)",
-                            what,
-                            min(done * 512, rows),
-                            rows,
-                            time.perf_counter() - start,
-                        )
-        finally:
-            _POOL_RECORDS = None
+            pool = ProcessPoolExecutor(workers, mp_context=context)
+            jobs = [pool.submit(_decode_chunk, str(path), rows, size, c) for c in chunks]
+            results = (job.result() for job in jobs)
+        for done, (chunk_failed, digest) in enumerate(results, 1):
+            failed.update(chunk_failed)
+            digests.append(digest)
+            if pool is not None and (done % max(1, len(chunks) // 10) == 0 or done == len(chunks)):
+                log.info(
+                    "%s: decoded %d of %d images (%.0f s)",
+                    what,
+                    min(done * CHUNK_ROWS, rows),
+                    rows,
+                    time.perf_counter() - start,
+                )
+    finally:
+        _POOL_RECORDS = None
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     kept = _check_failures(failed, rows, skip_bad)
     if len(kept) < rows:  # move the kept rows down over the dropped ones, then cut the file
         out = np.memmap(path, np.uint8, "r+", shape=(rows, 3, size, size))
@@ -270,6 +277,9 @@ def decode_into(
         out.flush()
         del out
         os.truncate(path, len(kept) * row_bytes)
+        content = _content_mac(path, row_bytes)  # the rows moved: hash the file again
+    else:
+        content = keyed_digest(digests, secret_key())
     seconds = time.perf_counter() - start
     log.info(
         "%s: decoded %d images in %.1f s (%.0f images/s, %d processes)",
@@ -279,17 +289,20 @@ def decode_into(
         rows / max(seconds, 1e-9),
         workers,
     )
-    return kept
+    return kept, content
 
 
 _POOL_RECORDS: Sequence[Record] | None = None
 
 
-def _decode_chunk(path: str, rows: int, size: int, chunk: range) -> dict[int, str]:
+def _decode_chunk(path: str, rows: int, size: int, chunk: range) -> tuple[dict[int, str], bytes]:
+    """Decode one chunk's rows into the file; (the rows that failed, the chunk's sha256)."""
     out = np.memmap(path, np.uint8, "r+", shape=(rows, 3, size, size))
     failed = _decode_rows(out, _POOL_RECORDS, chunk, size)
     out.flush()
-    return failed
+    digest = hashlib.sha256(memoryview(out[chunk.start : chunk.stop]).cast("B")).digest()
+    del out
+    return failed, digest
 
 
 def _decode_rows(out, records: Sequence[Record], rows: range, size: int) -> dict[int, str]:
@@ -332,12 +345,22 @@ def _sign(meta: dict) -> str:
     return keyed_digest([json.dumps(meta, sort_keys=True).encode()])
 
 
-def _content_mac(path: Path) -> str:
-    def blocks():
-        with open(path, "rb") as f:
-            yield from iter(lambda: f.read(HASH_BLOCK), b"")
+def _content_mac(path: Path, row_bytes: int) -> str:
+    """The HMAC, under this user's key, of the sha256 of each CHUNK_ROWS rows of a store file:
+    the decoding processes hash their own chunks, so no one reads the whole store again."""
 
-    return keyed_digest(blocks(), secret_key())
+    def chunk_digests():
+        with open(path, "rb") as f:
+            while True:
+                digest, left = hashlib.sha256(), CHUNK_ROWS * row_bytes
+                while left and (block := f.read(min(HASH_BLOCK, left))):
+                    digest.update(block)
+                    left -= len(block)
+                if left == CHUNK_ROWS * row_bytes:  # nothing was read: the end
+                    return
+                yield digest.digest()
+
+    return keyed_digest(chunk_digests(), secret_key())
 
 
 @contextmanager
