@@ -51,7 +51,7 @@ from emoclip.system.threads import available_cpus
 log = logging.getLogger(__name__)
 FORMAT = 2  # bump when the decoding (emoclip.data.images), the layout or the digest changes
 PARALLEL_FROM = 256  # fewer images decode faster in this process than a pool starts
-CHUNK_ROWS = 512  # rows one decoding task writes; the store's content digest is per chunk
+CHUNK_ROWS = 128  # rows a decoding task writes (small, so the processes end together)
 HASH_BLOCK = 64 << 20
 
 

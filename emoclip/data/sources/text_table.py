@@ -106,7 +106,7 @@ class TextTable(Source):
                 raise DataError(
                     f"{where}: expected a text in column {self.text_column!r}, found {short(text)}"
                 )
-            text = text.strip() if text else None  # empty: data.skip_bad decides (datamodule)
+            text = (text.strip() or None) if text else None  # empty: data.skip_bad decides
             label = label_name(row[self.label_column], self.label_names, self.label_column, where)
             group = (
                 cell_str(row, self.group_column, where, allow_int=True)
