@@ -24,6 +24,7 @@ MODALITIES = ("text", "image")
 INPUT_IDS, ATTENTION_MASK = "input_ids", "attention_mask"
 PIXEL_VALUES = "pixel_values"  # normalised images, float (n, 3, size, size)
 PIXELS = "pixels"  # decoded images before normalisation, uint8: the data module's alone
+EPOCH = "epoch"  # a training item's epoch, which with its index seeds its augmentation
 TEXT_FEATURES, IMAGE_FEATURES = "text_features", "image_features"
 # The keys a network reads: raw inputs, and cached features.
 INPUT_KEYS = {"text": (INPUT_IDS, ATTENTION_MASK), "image": (PIXEL_VALUES,)}

@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from emoclip.contract import (
     ATTENTION_MASK,
+    EPOCH,
     IMAGE_FEATURES,
     INPUT_IDS,
     MODALITIES,
@@ -65,7 +66,6 @@ from emoclip.system.training_state import lightning_batches_done
 
 log = logging.getLogger(__name__)
 TOKENIZE_CHUNK = 10_000  # texts tokenised at a time into the flat token array
-EPOCH = "epoch"  # a training item's epoch, which seeds its augmentation with its index
 
 
 def shown_root(root) -> str:

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from emoclip.contract import INPUT_IDS, PIXELS
+from emoclip.contract import EPOCH, INPUT_IDS, PIXELS
 from emoclip.data.resumable import rank_and_world
 from emoclip.errors import DataError
 from emoclip.system.atomic import write_atomically
@@ -103,7 +103,7 @@ class ShardStream(IterableDataset):
         epoch, rng = self.epoch, np.random.default_rng([self.seed, self.epoch, reader])
         self.epoch += 1
         buffer: list[dict] = []
-        items = ({**item, "epoch": epoch} for shard in shards for item in self._items(shard))
+        items = ({**item, EPOCH: epoch} for shard in shards for item in self._items(shard))
         for _, item in zip(range(quota), items, strict=False):
             if len(buffer) < self.buffer:
                 buffer.append(item)
