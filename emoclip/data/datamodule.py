@@ -577,7 +577,6 @@ class EmotionDataModule(L.LightningDataModule):
         elif self.bucket_by_length and self._has_token_ids(dataset):
             lengths = dataset.input_ids.lengths()
             size = self.batch_size if split == "train" else self.eval_batch_size
-            # Seeded by the run's seed (seed_everything's), the same when a run resumes.
             sampler = LengthBucketSampler(lengths, size, shuffle, run_seed())
             shuffle = False
         workers = self._workers()

@@ -138,7 +138,8 @@ class Manifest(Source):
                 f"{where}: image path {raw!r} leaves the manifest's folder {folder}; expected a "
                 "path relative to it without '..' (data.dataset.allow_absolute=true allows this)"
             )
-        file = Path(posix) if Path(posix).is_absolute() else folder / posix
+        absolute = Path(posix).is_absolute()
+        file = Path(posix) if absolute else folder / posix
         try:
             exists = file.is_file()
         except (OSError, ValueError):
@@ -147,7 +148,7 @@ class Manifest(Source):
             raise DataError(f"{where}: image file {raw!r} not found (looked for {file})")
         # The path as written stays inside; a symbolic link on the way may still lead outside.
         # Resolving from the resolved folder checks only the components the row adds.
-        resolved = Path(os.path.realpath(file if file.is_absolute() else inside / posix))
+        resolved = Path(os.path.realpath(file if absolute else inside / posix))
         if not self.allow_absolute and not resolved.is_relative_to(inside):
             raise DataError(
                 f"{where}: image path {raw!r} leads to {resolved} through a symbolic link, outside "
